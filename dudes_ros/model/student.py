@@ -1,0 +1,71 @@
+"""DeepLabV3+ segmentation network with the DUDES uncertainty head on the shared decoder.
+
+Built on segmentation-models-pytorch's ``DeepLabV3Plus``. The uncertainty head is a 1×1 conv
+from the decoder's features to one channel, a sigmoid, and the same ×4 bilinear upsampling as
+the segmentation head, so it costs almost nothing on top of the segmentation forward pass.
+"""
+
+from __future__ import annotations
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from dudes_ros.config import ModelConfig
+
+
+class SegmentationNet(nn.Module):
+    """DeepLabV3+; with ``config.uncertainty_head`` it is the DUDES student.
+
+    ``forward(x)`` takes normalised images ``float [B, 3, H, W]`` (H, W multiples of the output
+    stride) and returns ``(logits [B, C, H, W], u [B, 1, H, W] in [0, 1])``; ``u`` is None when
+    the network has no uncertainty head (a teacher member).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        net = smp.DeepLabV3Plus(
+            encoder_name=config.encoder,
+            encoder_weights=config.encoder_weights,
+            encoder_output_stride=config.output_stride,
+            decoder_atrous_rates=config.atrous_rates,
+            decoder_channels=config.decoder_channels,
+            classes=config.num_classes,
+        )
+        self.encoder = net.encoder
+        self.decoder = net.decoder
+        self.segmentation_head = net.segmentation_head
+        self.uncertainty_head = (
+            nn.Sequential(
+                nn.Conv2d(config.decoder_channels, 1, kernel_size=1),
+                nn.Sigmoid(),
+                nn.UpsamplingBilinear2d(scale_factor=4),
+            )
+            if config.uncertainty_head
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.encoder(x)
+        decoded = self.decoder(features)
+        logits = self.segmentation_head(decoded)
+        u = self.uncertainty_head(decoded) if self.uncertainty_head is not None else None
+        return logits, u
+
+    def parameter_groups(self, base_lr: float, head_lr_factor: float) -> list[dict]:
+        """SGD parameter groups: encoder at ``base_lr``; decoder and heads at ×factor."""
+        head_params = [p for n, p in self.named_parameters() if not n.startswith("encoder.")]
+        return [
+            {"params": list(self.encoder.parameters()), "lr": base_lr, "initial_lr": base_lr},
+            {"params": head_params, "lr": base_lr * head_lr_factor,
+             "initial_lr": base_lr * head_lr_factor},
+        ]
+
+
+def normalize(images_uint8: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """RGB ``uint8 [B, H, W, 3]`` -> normalised ``float32 [B, 3, H, W]``."""
+    x = images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(config.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
