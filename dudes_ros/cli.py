@@ -15,6 +15,7 @@ import sys
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("dudes_ros.doctor", "print ROS, RMW, torch, CUDA, ONNX Runtime, TensorRT facts"),
+    "demo": ("dudes_ros.demo", "run the node on a synthetic drive with an anomaly; write PNGs"),
 }
 
 

@@ -1,0 +1,1 @@
+"""dudes_ros test suite."""
