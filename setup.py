@@ -40,6 +40,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/recipes", glob("config/recipes/*.yaml")),
         (f"share/{PACKAGE}/engines", glob("engines/*.onnx") + glob("engines/*.json")
          + glob("engines/*.md")),
     ],

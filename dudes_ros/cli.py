@@ -15,7 +15,23 @@ import sys
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("dudes_ros.doctor", "print ROS, RMW, torch, CUDA, ONNX Runtime, TensorRT facts"),
-    "demo": ("dudes_ros.demo", "run the node on a synthetic drive with an anomaly; write PNGs"),
+    "make-synthetic": ("dudes_ros.data.synthetic_cli",
+                       "write synthetic street scenes or drives in Cityscapes layout"),
+    "train-teacher": ("dudes_ros.train.teacher", "train one Deep Ensemble member (torchrun ok)"),
+    "train-student": ("dudes_ros.train.student", "distil the DUDES student from the ensemble"),
+    "process-bag": ("dudes_ros.bag.process",
+                    "run the student over a bag's image topics; write an output bag + report"),
+    "replay": ("dudes_ros.bag.replay", "publish a bag into the ROS graph at the recorded rate"),
+    "export": ("dudes_ros.export.export_command",
+               "student checkpoint -> deploy-graph ONNX + manifest, parity-checked"),
+    "build-engine": ("dudes_ros.export.build_engine_command",
+                     "compile the ONNX to a cached TensorRT engine ahead of time"),
+    "demo": ("dudes_ros.demo.command",
+             "run the node on a synthetic drive with an anomaly; write PNGs"),
+    "evaluate": ("dudes_ros.evaluate.report",
+                 "score student, teacher and one member; metrics JSON + Markdown report"),
+    "calibrate": ("dudes_ros.evaluate.calibrate",
+                  "set the pixel and frame OOD thresholds on in-domain data; update manifest"),
 }
 
 
@@ -28,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
-        sub.add_parser(name, help=help_text, description=help_text).set_defaults(_module=module)
+        sub.add_parser(name, help=help_text, add_help=False).set_defaults(_module=module)
     return parser
 
 

@@ -16,6 +16,8 @@ class Predictor(ABC):
     uncertainty float32 [B, H, W] in [0, 1])``."""
 
     backend: str = "abstract"
+    selected_because: str = ""
+    """Why this backend was chosen (set by ``create_predictor``)."""
 
     @abstractmethod
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +25,7 @@ class Predictor(ABC):
 
     def provenance(self) -> dict:
         """Where the model came from (file, sha256, backend details) for diagnostics."""
-        return {"backend": self.backend}
+        return {"backend": self.backend, "selected_because": self.selected_because}
 
     def close(self) -> None:
         """Release device memory and sessions; the predictor is unusable afterwards."""

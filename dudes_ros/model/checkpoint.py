@@ -17,6 +17,7 @@ kill during a save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -157,7 +158,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu",
     config = model_config_of(ckpt, path)
     if expected is not None:
         require_same_architecture(config, expected, f"checkpoint {path}")
-    model = SegmentationNet(config)
+    # The stored weights replace any pretrained ones: never fetch encoder weights here.
+    model = SegmentationNet(dataclasses.replace(config, encoder_weights=None))
+    model.config = config
     state = ckpt.pop("state_dict")
     try:
         model.load_state_dict(state)

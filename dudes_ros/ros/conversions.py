@@ -49,7 +49,7 @@ OUTPUT_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
 COMPRESSED_FORMATS = ("jpeg", "png")
 
 
-class ImageRejected(ValueError):
+class ImageRejected(ValueError):  # noqa: N818 (name fixed by the package contract)
     """A message that cannot be turned into an image; ``reason`` is a short counting key."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -132,7 +132,10 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
         with PilImage.open(io.BytesIO(data.tobytes())) as header:  # reads the header only
             width, height = header.size
             kind = header.format
-    except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
+    except PilImage.DecompressionBombError as exc:
+        raise ImageRejected("too_large", f"compressed image header claims too many pixels; "
+                            f"expected at most max_pixels={max_pixels}: {exc}") from exc
+    except (OSError, ValueError) as exc:
         raise ImageRejected("undecodable", f"compressed data ({data.size} bytes) is not a "
                             f"readable JPEG or PNG: {exc}") from exc
     if kind not in ("JPEG", "PNG"):
@@ -147,15 +150,16 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
 
 def array_to_image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
     """Fields for any Image class from ``[H, W]`` or ``[H, W, C]`` pixels: ``height, width,
-    encoding, is_bigendian, step, data`` (``data`` is a bytes copy, rows unpadded)."""
+    encoding, is_bigendian, step, data``. ``data`` is a bytes copy with unpadded rows (rclpy
+    messages take bytes directly; wrap it in ``np.frombuffer`` for rosbags dataclasses)."""
     if encoding not in OUTPUT_ENCODINGS:
         raise ValueError(f"output encoding {encoding!r} is not supported; expected one of "
                          f"{sorted(OUTPUT_ENCODINGS)}")
     channels, dtype = OUTPUT_ENCODINGS[encoding]
-    shape = (array.shape[0], array.shape[1], channels) if array.ndim >= 2 else None
-    if array.dtype != dtype or shape is None or array.reshape(-1).size != np.prod(shape):
-        raise ValueError(f"{encoding} needs {dtype} [H, W{', ' + str(channels) if channels > 1 else ''}]"
-                         f", got {array.dtype} {array.shape}")
+    shaped = array.ndim == 3 and array.shape[2] == channels or array.ndim == 2 and channels == 1
+    if array.dtype != dtype or not shaped:
+        layout = "[H, W]" if channels == 1 else f"[H, W, {channels}]"
+        raise ValueError(f"{encoding} needs {dtype} {layout}, got {array.dtype} {array.shape}")
     height, width = array.shape[:2]
     return {
         "height": int(height),

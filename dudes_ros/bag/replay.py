@@ -1,0 +1,226 @@
+"""``dudes replay BAG``: publish a bag into the live ROS 2 graph at the recorded rate.
+
+For machines without ``ros2 bag play`` (the package-index ROS wheels have no rosbag2). The
+recorded CDR bytes are published as they are (ROS 1 bags are converted to CDR first), so no
+message is deserialized. Timing follows the bag's receive times scaled by ``--rate``;
+``--start-offset`` skips the first seconds, ``--loop`` repeats until Ctrl-C, and ``--clock``
+publishes ``/clock`` (rosgraph_msgs/Clock) in bag time for nodes with ``use_sim_time``.
+
+``playback`` is the ROS-free scheduler (publishing goes through callables); ``run`` wires it
+to rclpy, which is imported only there: this is the one bag module that talks to a ROS graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rosbags.typesys import get_typestore
+
+from dudes_ros.bag.reader import (
+    OUTPUT_TYPESTORE,
+    BagError,
+    BagReader,
+    check_ros2_layout,
+    to_ros2_cdr,
+)
+
+LOG = logging.getLogger(__name__)
+
+CLOCK_TOPIC = "/clock"
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """Playback settings (defaults = the command line's)."""
+
+    rate: float = 1.0  # speed factor: 2.0 plays twice as fast
+    loops: int | None = 1  # number of passes; None: until interrupted
+    topics: tuple[str, ...] = ()  # empty: every topic
+    start_offset: float = 0.0  # seconds of the bag to skip
+    clock_hz: float = 0.0  # /clock publishing rate while waiting; 0: no /clock
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ValueError(f"rate must be > 0, got {self.rate}")
+        if self.loops is not None and self.loops < 1:
+            raise ValueError(f"loops must be >= 1 or None (forever), got {self.loops}")
+        if self.start_offset < 0:
+            raise ValueError(f"start_offset must be >= 0 seconds, got {self.start_offset}")
+        if self.clock_hz < 0:
+            raise ValueError(f"clock_hz must be >= 0 (0: no /clock), got {self.clock_hz}")
+
+
+def replay_topics(bag: BagReader, topics: tuple[str, ...]) -> dict[str, str]:
+    """``{topic: msgtype}`` to publish, refusing requested topics the bag does not have."""
+    available = bag.topics()
+    missing = [t for t in topics if t not in available]
+    if missing:
+        raise BagError(f"{bag.path}: topic(s) {missing} are not in the bag; it has "
+                       f"{sorted(available)}")
+    chosen = {t: available[t][0] for t in (topics or sorted(available))}
+    if not chosen:
+        raise BagError(f"{bag.path}: the bag has no topics to replay")
+    return chosen
+
+
+def playback(bag: BagReader, topics: dict[str, str], options: ReplayOptions,
+             publish: Callable[[str, bytes, int], None],
+             clock: Callable[[int], None] | None = None,
+             now: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep) -> int:
+    """Publish ``topics`` of ``bag`` in bag-time order at the recorded rate.
+
+    ``publish(topic, cdr_bytes, bag_time_ns)`` sends one message; ``clock(bag_time_ns)``, when
+    given, is called before every message and every ``1 / options.clock_hz`` s while waiting.
+    Message k of a pass is sent at ``pass_start + (t_k - t_0) / rate`` (``t_0`` = bag start +
+    offset), so delays do not accumulate. Returns the number of messages published.
+    """
+    typestore = get_typestore(OUTPUT_TYPESTORE)
+    for topic, msgtype in topics.items():
+        check_ros2_layout(bag, topic, msgtype, typestore)
+    origin = bag.start_time + int(options.start_offset * 1e9)
+    tick = 1.0 / options.clock_hz if clock is not None and options.clock_hz > 0 else None
+    published = 0
+    passes = 0
+    while options.loops is None or passes < options.loops:
+        pass_start = now()
+        sent_this_pass = 0
+        for message in bag.messages(list(topics), start=origin):
+            due = pass_start + (message.timestamp - origin) / 1e9 / options.rate
+            _wait(due, origin, pass_start, options.rate, clock, tick, now, sleep)
+            if clock is not None:
+                clock(message.timestamp)
+            publish(message.topic, bytes(to_ros2_cdr(bag, message, typestore)),
+                    message.timestamp)
+            sent_this_pass += 1
+        if sent_this_pass == 0:
+            raise BagError(f"{bag.path}: no messages on {sorted(topics)} after the start "
+                           f"offset of {options.start_offset} s")
+        published += sent_this_pass
+        passes += 1
+    return published
+
+
+def _wait(due: float, origin: int, pass_start: float, rate: float,
+          clock: Callable[[int], None] | None, tick: float | None,
+          now: Callable[[], float], sleep: Callable[[float], None]) -> None:
+    """Sleep until wall time ``due``, publishing the bag clock every ``tick`` s meanwhile."""
+    while (remaining := due - now()) > 0:
+        if tick is None or clock is None:
+            sleep(remaining)
+            return
+        sleep(min(remaining, tick))
+        if due - now() > 0:
+            clock(origin + int((now() - pass_start) * rate * 1e9))
+
+
+def message_class(msgtype: str) -> type:
+    """The rclpy message class of ``pkg/msg/Name``; ImportError when not installed."""
+    package, kind, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"no Python message class for {msgtype} ({exc}); install the ROS "
+                          f"package {package}") from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", type=Path, help="rosbag2 directory (sqlite3 or MCAP), single "
+                        ".mcap/.db3 file, or ROS 1 .bag file")
+    parser.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1.0)")
+    parser.add_argument("--loop", action="store_true", help="repeat until Ctrl-C")
+    parser.add_argument("--topics", nargs="+", default=(), metavar="TOPIC",
+                        help="topics to publish (default: all with an installed message type)")
+    parser.add_argument("--start-offset", type=float, default=0.0, metavar="SECONDS",
+                        help="skip the first SECONDS of the bag")
+    parser.add_argument("--clock", type=float, default=0.0, metavar="HZ", nargs="?", const=100.0,
+                        help="publish /clock in bag time (at HZ while waiting, default 100)")
+    parser.add_argument("--qos-depth", type=int, default=10, help="publisher queue depth")
+    parser.add_argument("--best-effort", action="store_true",
+                        help="best-effort publishers (default: reliable, which also reaches "
+                        "best-effort subscribers)")
+    parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
+                        help="before starting, wait up to SECONDS until every publisher has a "
+                        "subscriber")
+
+
+def _publishers(node, topics: dict[str, str], explicit: bool, qos) -> dict:
+    """One publisher per topic whose message class is installed (required when explicit)."""
+    publishers = {}
+    for topic, msgtype in topics.items():
+        try:
+            cls = message_class(msgtype)
+        except ImportError as exc:
+            if explicit:
+                raise BagError(f"topic {topic!r}: {exc}") from exc
+            LOG.warning("skipping %s: %s", topic, exc)
+            continue
+        publishers[topic] = node.create_publisher(cls, topic, qos)
+    if not publishers:
+        raise BagError(f"none of the topics {sorted(topics)} has an installed message type")
+    return publishers
+
+
+def _wait_for_subscribers(publishers: dict, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(p.get_subscription_count() > 0 for p in publishers.values()):
+            time.sleep(0.3)  # discovery completes in both directions shortly after matching
+            return
+        time.sleep(0.05)
+    lonely = sorted(t for t, p in publishers.items() if p.get_subscription_count() == 0)
+    LOG.warning("no subscriber after %.1f s on %s; publishing anyway", timeout, lonely)
+
+
+def run(args: argparse.Namespace) -> int:
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    try:
+        options = ReplayOptions(rate=args.rate, loops=None if args.loop else 1,
+                                topics=tuple(args.topics), start_offset=args.start_offset,
+                                clock_hz=args.clock or 0.0)
+    except ValueError as exc:
+        print(f"dudes replay: error: {exc}", file=sys.stderr)
+        return 2
+    reliability = ReliabilityPolicy.BEST_EFFORT if args.best_effort else \
+        ReliabilityPolicy.RELIABLE
+    qos = QoSProfile(depth=args.qos_depth, reliability=reliability)
+    rclpy.init()
+    try:
+        node = rclpy.create_node("dudes_replay")
+        with BagReader(args.bag) as bag:
+            topics = replay_topics(bag, options.topics)
+            publishers = _publishers(node, topics, bool(options.topics), qos)
+            topics = {t: topics[t] for t in publishers}
+            clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, qos) if args.clock else None
+            if args.wait_for_subscribers > 0:
+                _wait_for_subscribers(publishers, args.wait_for_subscribers)
+
+            def clock(stamp_ns: int) -> None:
+                msg = Clock()
+                msg.clock.sec, msg.clock.nanosec = divmod(stamp_ns, 1_000_000_000)
+                clock_pub.publish(msg)
+
+            LOG.info("replaying %d topic(s) from %s at rate %g", len(topics), args.bag,
+                     options.rate)
+            count = playback(bag, topics, options,
+                             lambda topic, data, _: publishers[topic].publish(data),
+                             clock if clock_pub is not None else None)
+        time.sleep(0.2)  # let the last messages leave before the node goes away
+        print(f"published {count} messages")
+        node.destroy_node()
+    except BagError as exc:
+        print(f"dudes replay: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,177 @@
+"""What a bag run did: frames and rejections per topic, latency, OOD alarm intervals, timeline.
+
+``RunRecorder`` collects per-frame facts while a bag is processed; ``summary()`` turns them
+into a JSON-ready dict, ``format_summary`` into the text printed at the end, and
+``write_timeline`` into a PNG of each camera's OOD score over bag time with the frame
+threshold and the alarm intervals shaded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dudes_ros.perception import FrameResult, OodConfig
+
+NS = 1e-9
+
+
+@dataclass
+class TopicRecord:
+    """Per input topic: processed frames, rejections, and the OOD series in bag time."""
+
+    topic: str
+    camera: str
+    messages: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    rejection_examples: dict[str, str] = field(default_factory=dict)
+    times_ns: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    alarms: list[bool] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return len(self.times_ns)
+
+
+def alarm_intervals(times_ns: list[int], alarms: list[bool]) -> list[tuple[int, int, bool]]:
+    """``[(start_ns, end_ns, open)]``: from the first frame with the alarm raised to the first
+    frame with it cleared; an alarm still raised at the end runs to the last frame (open)."""
+    intervals = []
+    start = None
+    for t, alarm in zip(times_ns, alarms, strict=True):
+        if alarm and start is None:
+            start = t
+        elif not alarm and start is not None:
+            intervals.append((start, t, False))
+            start = None
+    if start is not None:
+        intervals.append((start, times_ns[-1], True))
+    return intervals
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "max": None}
+    array = np.asarray(values, dtype=np.float64)
+    return {"p50": round(float(np.percentile(array, 50)), 3),
+            "p95": round(float(np.percentile(array, 95)), 3),
+            "max": round(float(array.max()), 3)}
+
+
+class RunRecorder:
+    """Collects what happened to every image message of a ``process-bag`` run."""
+
+    def __init__(self, topics: dict[str, str], ood: OodConfig, bag_start_ns: int) -> None:
+        """``topics``: ``{input topic: camera name}``."""
+        self.records = {t: TopicRecord(t, camera) for t, camera in topics.items()}
+        self.ood = ood
+        self.bag_start_ns = bag_start_ns
+        self.latency_ms: list[float] = []
+        self.inference_ms: list[float] = []
+
+    def frame(self, topic: str, timestamp: int, result: FrameResult, latency_ms: float) -> None:
+        record = self.records[topic]
+        record.messages += 1
+        record.times_ns.append(timestamp)
+        record.scores.append(result.ood_score)
+        record.alarms.append(result.alarm)
+        self.latency_ms.append(latency_ms)
+        self.inference_ms.append(result.inference_ms)
+
+    def reject(self, topic: str, reason: str, message: str) -> None:
+        record = self.records[topic]
+        record.messages += 1
+        record.rejected[reason] += 1
+        record.rejection_examples.setdefault(reason, message)
+
+    def summary(self, wall_s: float) -> dict:
+        """JSON-ready run summary; times in bag time (ns and seconds since the bag start)."""
+        frames = sum(r.frames for r in self.records.values())
+        inference_s = sum(self.inference_ms) / 1e3
+        topics = {}
+        intervals = {}
+        for record in self.records.values():
+            topics[record.topic] = {
+                "camera": record.camera,
+                "messages": record.messages,
+                "frames": record.frames,
+                "rejected": dict(record.rejected),
+                "rejection_examples": record.rejection_examples,
+            }
+            intervals[record.topic] = [
+                {"start_ns": start, "end_ns": end, "open": is_open,
+                 "start_s": round((start - self.bag_start_ns) * NS, 6),
+                 "end_s": round((end - self.bag_start_ns) * NS, 6)}
+                for start, end, is_open in alarm_intervals(record.times_ns, record.alarms)]
+        return {
+            "frames": frames,
+            "rejected": sum(sum(r.rejected.values()) for r in self.records.values()),
+            "topics": topics,
+            "ood": {"pixel_threshold": self.ood.pixel_threshold,
+                    "frame_threshold": self.ood.frame_threshold,
+                    "raise_after": self.ood.raise_after, "clear_after": self.ood.clear_after},
+            "bag_start_ns": self.bag_start_ns,
+            "alarm_intervals": intervals,
+            "latency_ms": _percentiles(self.latency_ms),
+            "inference_ms": _percentiles(self.inference_ms),
+            "wall_s": round(wall_s, 3),
+            "fps": round(frames / wall_s, 3) if wall_s > 0 else 0.0,
+            "inference_s": round(inference_s, 3),
+            "outside_inference_share": round(1.0 - inference_s / wall_s, 4) if wall_s > 0
+            else 0.0,
+        }
+
+    def write_timeline(self, path: Path) -> None:
+        """PNG of the OOD score per camera over bag time, threshold and alarm intervals."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        records = list(self.records.values())
+        fig, axes = plt.subplots(len(records), 1, sharex=True, squeeze=False,
+                                 figsize=(10, 2.2 * len(records) + 0.8))
+        for ax, record in zip(axes[:, 0], records, strict=True):
+            t = (np.asarray(record.times_ns, dtype=np.int64) - self.bag_start_ns) * NS
+            ax.plot(t, record.scores, lw=1.2, color="tab:blue", label="OOD score")
+            ax.axhline(self.ood.frame_threshold, color="tab:red", ls="--", lw=1,
+                       label=f"threshold {self.ood.frame_threshold:g}")
+            for i, (start, end, _) in enumerate(alarm_intervals(record.times_ns,
+                                                                record.alarms)):
+                ax.axvspan((start - self.bag_start_ns) * NS, (end - self.bag_start_ns) * NS,
+                           color="tab:orange", alpha=0.3, label="alarm" if i == 0 else None)
+            ax.set_ylim(0.0, max(1e-3, self.ood.frame_threshold * 1.5,
+                                 max(record.scores, default=0.0) * 1.1))
+            ax.set_ylabel("uncertain fraction")
+            ax.set_title(f"{record.topic} ({record.frames} frames)", fontsize=9)
+            ax.legend(loc="best", fontsize=7)
+        axes[-1, 0].set_xlabel("bag time since start [s]")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable lines of a ``RunRecorder.summary()``."""
+    lines = [f"processed {summary['frames']} frames, rejected {summary['rejected']} in "
+             f"{summary['wall_s']:.2f} s ({summary['fps']:.2f} frames/s; "
+             f"{100 * summary['outside_inference_share']:.1f} % outside inference)"]
+    for topic, info in summary["topics"].items():
+        rejected = ", ".join(f"{k}: {v}" for k, v in info["rejected"].items()) or "none"
+        lines.append(f"  {topic} [{info['camera']}]: {info['frames']}/{info['messages']} "
+                     f"frames, rejected: {rejected}")
+        for reason, example in info["rejection_examples"].items():
+            lines.append(f"    {reason}: {example}")
+    lat, inf = summary["latency_ms"], summary["inference_ms"]
+    lines.append(f"  latency per frame p50 {lat['p50']} ms, p95 {lat['p95']} ms; inference "
+                 f"p50 {inf['p50']} ms, p95 {inf['p95']} ms")
+    for topic, intervals in summary["alarm_intervals"].items():
+        spans = ", ".join(f"{i['start_s']:.3f}-{i['end_s']:.3f} s" + (" (open)" if i["open"]
+                                                                       else "")
+                          for i in intervals) or "none"
+        lines.append(f"  OOD alarms on {topic}: {spans}")
+    return "\n".join(lines)

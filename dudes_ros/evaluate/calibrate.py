@@ -1,0 +1,142 @@
+"""``dudes calibrate``: set the OOD thresholds the node uses, on in-domain validation data.
+
+The deployed predictor (the same ONNX / TensorRT / torch backend the node runs) is applied to
+in-domain frames; frames whose anomaly mask marks anything are left out. Then:
+
+1. **pixel threshold**: the PAvPU-optimal uncertainty (above it a pixel is more often wrong
+   than right, ``metrics.choose_pixel_threshold``), snapped to the frame-histogram grid, or
+   the value given with ``--pixel-threshold``;
+2. **frame threshold**: on the frame scores ``uncertain_fraction(u, pixel_threshold)``, the
+   smallest value that at most ``floor(rate * frames)`` in-domain frames exceed, so the
+   in-domain false-alarm rate reached is at most the target (default 1 % of frames).
+
+Both, the rate reached and a description of the data, are merged into the model manifest's
+``ood`` section with ``dudes_ros.export.manifest.update_ood_calibration``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+from datetime import datetime, timezone
+
+import numpy as np
+from tqdm import tqdm
+
+from dudes_ros.evaluate import metrics as mt
+from dudes_ros.inference.predictor import Predictor
+from dudes_ros.labels import IGNORE_INDEX
+
+LOG = logging.getLogger(__name__)
+DEFAULT_FALSE_ALARM_RATE = 0.01
+
+
+def choose_frame_threshold(scores: np.ndarray, target_rate: float) -> tuple[float, float]:
+    """``(threshold, rate reached)``: the smallest threshold that at most
+    ``floor(target_rate * n)`` of the in-domain ``scores`` exceed (alarm when score > t)."""
+    if not 0.0 < target_rate < 1.0:
+        raise ValueError(f"target false-alarm rate must lie in (0, 1), got {target_rate}")
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if s.size == 0:
+        raise ValueError("no in-domain frames to calibrate on")
+    allowed = math.floor(target_rate * s.size)
+    threshold = float(s[min(allowed, s.size - 1)])
+    return threshold, float(np.mean(s > threshold))
+
+
+def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_ALARM_RATE,
+              pixel_threshold: float | None = None, limit: int | None = None) -> dict:
+    """Thresholds from ``dataset`` (items ``{"image", "labels", "anomaly", "path"}``).
+
+    Returns the calibration dict for the manifest: ``pixel_threshold``, ``frame_threshold``,
+    ``false_alarm_rate`` (reached on the in-domain frames), ``target_false_alarm_rate`` and
+    ``data`` (frames used / skipped, pixels, rule).
+    """
+    if pixel_threshold is not None and not 0.0 <= pixel_threshold <= 1.0:
+        raise ValueError(f"pixel threshold must lie in [0, 1], got {pixel_threshold}")
+    errors = mt.BinaryHistogram()
+    frames = mt.OodMetrics(pixel_threshold=pixel_threshold)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    skipped = 0
+    for index in tqdm(range(count), desc="calibrate", unit="frame"):
+        item = dataset[index]
+        anomaly = item.get("anomaly")
+        if anomaly is not None and anomaly.any():
+            skipped += 1
+            continue
+        labels, uncertainty = predictor.predict(np.ascontiguousarray(item["image"])[None])
+        gt = item["labels"]
+        if labels.shape[1:] != gt.shape:
+            raise ValueError(f"{item.get('path')}: predictor returned {labels.shape[1:]} "
+                             f"labels for a {gt.shape} label image")
+        valid = gt != IGNORE_INDEX
+        errors.update(uncertainty[0][valid], (labels[0] != gt)[valid])
+        frames.update(uncertainty[0], gt, None)
+    used = count - skipped
+    if used == 0:
+        raise ValueError(f"all {count} frames hold anomalies; calibration needs in-domain "
+                         "frames (anomaly masks empty or absent)")
+    if pixel_threshold is None:
+        rule = "PAvPU-optimal on in-domain pixels"
+        scores, pixel_threshold = frames.frame_scores(mt.choose_pixel_threshold(errors))
+    else:
+        rule = "given"
+        scores, _ = frames.frame_scores()
+    frame_threshold, rate = choose_frame_threshold(scores, target_rate)
+    if used * target_rate < 1.0:
+        LOG.warning("only %d in-domain frames: a %.2g %% false-alarm rate cannot be resolved; "
+                    "the frame threshold is the largest in-domain score (no false alarm here)",
+                    used, 100 * target_rate)
+    p, n = errors.totals
+    return {"pixel_threshold": float(pixel_threshold), "frame_threshold": frame_threshold,
+            "false_alarm_rate": rate, "target_false_alarm_rate": target_rate,
+            "data": {"frames": used, "skipped_anomalous_frames": skipped, "pixels": p + n,
+                     "pixel_error_rate": p / (p + n) if p + n else None,
+                     "pixel_threshold_rule": rule,
+                     "frame_score": "fraction of pixels with uncertainty > pixel_threshold",
+                     "frame_score_max": float(scores.max()),
+                     "frame_score_median": float(np.median(scores))}}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="deployed student ONNX (its manifest is updated)")
+    parser.add_argument("--data", default=os.environ.get("CITYSCAPES_DATASET"),
+                        help="in-domain Cityscapes-layout root (default: $CITYSCAPES_DATASET)")
+    parser.add_argument("--split", default="val", help="split folder (default: val)")
+    parser.add_argument("--false-alarm-rate", type=float, default=DEFAULT_FALSE_ALARM_RATE,
+                        help="target in-domain frame false-alarm rate (default 0.01)")
+    parser.add_argument("--pixel-threshold", type=float, default=None,
+                        help="fix the pixel threshold instead of choosing it")
+    parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, torch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N frames")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the calibration without writing the manifest")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dudes_ros.data.cityscapes import CityscapesDataset
+    from dudes_ros.export.manifest import load_manifest, update_ood_calibration
+    from dudes_ros.inference.factory import create_predictor
+
+    if not args.data:
+        raise SystemExit("dudes calibrate: no data; pass --data ROOT or set CITYSCAPES_DATASET")
+    if not args.dry_run:
+        load_manifest(args.model)  # fail before the long run, not after it
+    dataset = CityscapesDataset(args.data, args.split)
+    with create_predictor(args.model, backend=args.backend, device=args.device) as predictor:
+        result = calibrate(predictor, dataset, args.false_alarm_rate, args.pixel_threshold,
+                           args.limit)
+        result["data"] |= {"root": str(args.data), "split": args.split,
+                           "backend": predictor.provenance().get("backend"),
+                           "calibrated_at": datetime.now(timezone.utc).isoformat()}
+    print(f"pixel threshold {result['pixel_threshold']:.6g}, frame threshold "
+          f"{result['frame_threshold']:.6g}, in-domain false-alarm rate "
+          f"{result['false_alarm_rate']:.4f} (target {args.false_alarm_rate}) on "
+          f"{result['data']['frames']} frames")
+    if not args.dry_run:
+        update_ood_calibration(args.model, result)
+        print(f"wrote the ood section of the manifest beside {args.model}")
+    return 0

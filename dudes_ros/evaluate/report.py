@@ -1,0 +1,258 @@
+"""``dudes evaluate``: metrics JSON plus a Markdown report with PNG plots.
+
+Writes into ``--report DIR``: ``metrics.json``, ``report.md``, ``reliability.png``,
+``removal_curve.png``, ``errors_roc_pr.png``, ``anomaly_roc_pr.png`` (when the data has
+anomaly masks with anomalies) and ``examples.png``. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import numpy as np  # noqa: E402
+
+from dudes_ros.export.manifest import atomic_write_bytes  # noqa: E402
+from dudes_ros.labels import CLASS_NAMES, IGNORE_INDEX, colorize  # noqa: E402
+
+LOG = logging.getLogger(__name__)
+
+
+def _save(fig: plt.Figure, path: Path) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path.name
+
+
+def plot_reliability(results: dict, path: Path) -> str:
+    models = results["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 4), squeeze=False)
+    for ax, (name, ms) in zip(axes[0], models.items(), strict=True):
+        rel = ms["reliability"]
+        edges = np.asarray(rel["edges"])
+        acc = np.array([np.nan if v is None else v for v in rel["accuracy"]])
+        ax.bar(edges[:-1], np.nan_to_num(acc), width=np.diff(edges), align="edge",
+               edgecolor="k", alpha=0.7, label="accuracy")
+        ax.plot([0, 1], [0, 1], "r--", label="perfect calibration")
+        ece = ms["ece"]
+        ax.set_title(f"{name}: ECE {ece:.4f}" if ece is not None else name)
+        ax.set_xlabel("confidence (max probability)")
+        ax.set_ylabel("accuracy")
+        ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_removal(results: dict, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, ms in results["methods"].items():
+        curve = ms["errors"]["removal_curve"]
+        ax.plot([100 * p["removed"] for p in curve],
+                [np.nan if p["miou"] is None else 100 * p["miou"] for p in curve],
+                marker="o", label=name)
+    ax.set_xlabel("most uncertain pixels removed (%)")
+    ax.set_ylabel("mIoU of the remaining pixels (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_roc_pr(results: dict, key: str, title: str, path: Path) -> str:
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, ms in results["methods"].items():
+        curves = ms[key]
+        roc_ax.plot(curves["roc"]["fpr"], curves["roc"]["tpr"], label=name)
+        pr_ax.plot(curves["pr"]["recall"], curves["pr"]["precision"], label=name)
+    roc_ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{title}: ROC")
+    pr_ax.set(xlabel="recall", ylabel="precision", title=f"{title}: precision-recall")
+    for ax in (roc_ax, pr_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_examples(examples: list[dict], path: Path) -> str:
+    columns = ["image", "ground truth", "prediction", "error", "u_S", "u_T"]
+    fig, axes = plt.subplots(len(examples), len(columns),
+                             figsize=(2.6 * len(columns), 1.6 * len(examples) + 0.4),
+                             squeeze=False)
+    for row, ex in zip(axes, examples, strict=True):
+        error = ((ex["pred"] != ex["gt"]) & (ex["gt"] != IGNORE_INDEX)).astype(np.float32)
+        error[ex["gt"] == IGNORE_INDEX] = 0.5  # grey: void, not scored
+        panels = [ex["image"], colorize(ex["gt"]), colorize(ex["pred"]), error, ex["u_s"],
+                  ex.get("u_t")]
+        for ax, title, panel in zip(row, columns, panels, strict=True):
+            ax.axis("off")
+            ax.set_title(title, fontsize=8)
+            if panel is None:
+                continue
+            if panel.ndim == 3:
+                ax.imshow(panel)
+            else:
+                ax.imshow(panel, cmap="gray" if title == "error" else "inferno", vmin=0,
+                          vmax=1 if title == "error" else max(float(panel.max()), 1e-6))
+            if title == "u_S" and ex.get("anomaly") is not None and ex["anomaly"].any():
+                ax.contour(ex["anomaly"], levels=[0.5], colors="cyan", linewidths=0.6)
+    return _save(fig, path)
+
+
+def _fmt(v: float | None, scale: float = 1.0, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{scale * v:.{digits}f}"
+
+
+def comparison_markdown(rows: list[dict]) -> str:
+    """The comparison table as Markdown (percentages for mIoU, ranking scores as 0-1)."""
+    head = ("| method | passes | latency ms | mIoU % | ECE | error AUROC | error AUPR | "
+            "PAvPU (t) | anomaly AUROC | anomaly AP | FPR@95 | frame AUROC |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['forward_passes']} | {_fmt(r['latency_ms'], digits=1)} | "
+            f"{_fmt(r['miou'], 100, 1)} | {_fmt(r['ece'], digits=4)} | "
+            f"{_fmt(r['error_auroc'])} | {_fmt(r['error_aupr'])} | "
+            f"{_fmt(r['pavpu'])} ({_fmt(r['pixel_threshold'], digits=4)}) | "
+            f"{_fmt(r['anomaly_auroc'])} | {_fmt(r['anomaly_ap'])} | "
+            f"{_fmt(r['anomaly_fpr95'])} | {_fmt(r['frame_auroc'])} |")
+    return "\n".join(lines)
+
+
+def _markdown(results: dict, plots: dict[str, str]) -> str:
+    data = results.get("data", {})
+    lines = ["# DUDES evaluation report", "",
+             f"Data: `{data.get('root', '?')}` split `{data.get('split', '?')}`, "
+             f"{results['frames']} frames; network input {results['input_size']}; "
+             f"device {data.get('device', '?')}.", "",
+             "## Comparison", "", comparison_markdown(results["comparison"]), "",
+             "Ranking scores (AUROC, AP, FPR@95) come from 10,000-bin histograms; the largest "
+             "possible AUROC deviation from unbinned values is stored per method as "
+             "`auroc_bin_error` in metrics.json. PAvPU is given at the student's operating "
+             "threshold and, for the other methods, at their own PAvPU-optimal threshold "
+             "(in brackets).", ""]
+    agreement = results.get("student_vs_teacher")
+    if agreement:
+        lines += ["## Student vs teacher uncertainty", "",
+                  f"Pixel-wise Pearson r {_fmt(agreement['pearson_r'], digits=4)}, "
+                  f"RMSE {_fmt(agreement['rmse'], digits=4)} over {agreement['pixels']} pixels;"
+                  f" mean |class gap| {_fmt(agreement['mean_abs_class_gap'], digits=4)}.", "",
+                  "| class | mean u_S | mean u_T | gap |", "|---|---|---|---|"]
+        for name, v in agreement["per_class"].items():
+            lines.append(f"| {name} | {_fmt(v['student'], digits=4)} | "
+                         f"{_fmt(v['teacher'], digits=4)} | {_fmt(v['gap'], digits=4)} |")
+        lines.append("")
+    lines += ["## Per-class IoU (%)", "", "| class | " + " | ".join(results["models"]) + " |",
+              "|---|" + "---|" * len(results["models"])]
+    for cls in CLASS_NAMES:
+        cells = [_fmt(ms["segmentation"]["iou"][cls], 100, 1)
+                 for ms in results["models"].values()]
+        lines.append(f"| {cls} | " + " | ".join(cells) + " |")
+    lines.append("")
+    student_ood = results["methods"].get("student_u", {}).get("ood", {}).get("frame", {})
+    if student_ood.get("frame_threshold") is not None:
+        lines += ["## Operating point (student)", "",
+                  f"Pixel threshold {student_ood['pixel_threshold']}, frame threshold "
+                  f"{student_ood['frame_threshold']}: false-alarm rate on in-domain frames "
+                  f"{_fmt(student_ood.get('false_alarm_rate'), digits=4)}, detection rate on "
+                  f"anomalous frames {_fmt(student_ood.get('detection_rate'), digits=4)}.", ""]
+    lines += ["## Plots", ""] + [f"![{title}]({name})" for title, name in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, examples: list[dict], report_dir: str | Path) -> Path:
+    """Write metrics.json, the plots and report.md into ``report_dir``; returns report.md."""
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {"reliability diagram": plot_reliability(results, out / "reliability.png"),
+             "uncertain pixels removed": plot_removal(results, out / "removal_curve.png"),
+             "misclassification ROC/PR": plot_roc_pr(results, "error_curves", "errors",
+                                                     out / "errors_roc_pr.png")}
+    if any(ms["ood"]["pixel"]["positives"] for ms in results["methods"].values()):
+        plots["anomaly ROC/PR"] = plot_roc_pr(results, "ood_curves", "anomalies",
+                                              out / "anomaly_roc_pr.png")
+    if examples:
+        plots["examples"] = plot_examples(examples, out / "examples.png")
+    atomic_write_bytes(out / "metrics.json", (json.dumps(results, indent=1) + "\n").encode())
+    report = out / "report.md"
+    atomic_write_bytes(report, _markdown(results, plots).encode())
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=os.environ.get("CITYSCAPES_DATASET"),
+                        help="Cityscapes-layout root (default: $CITYSCAPES_DATASET)")
+    parser.add_argument("--split", default="val", help="split folder (default: val)")
+    parser.add_argument("--student", required=True, help="student checkpoint (.pt)")
+    parser.add_argument("--teacher", nargs="+", default=None,
+                        help="teacher member checkpoints (paths or globs)")
+    parser.add_argument("--member", default=None,
+                        help="the single-member baseline checkpoint (default: first teacher "
+                        "member)")
+    parser.add_argument("--model", default=None,
+                        help="deployed ONNX whose manifest holds the calibrated OOD thresholds")
+    parser.add_argument("--pixel-threshold", type=float, default=None,
+                        help="student pixel threshold (overrides the manifest)")
+    parser.add_argument("--frame-threshold", type=float, default=None,
+                        help="student frame OOD threshold (overrides the manifest)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="network input size (default: the student's config)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N frames")
+    parser.add_argument("--examples", type=int, default=4, help="example panels (default 4)")
+    parser.add_argument("--report", required=True, help="output folder")
+
+
+def _thresholds(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    pixel, frame = args.pixel_threshold, args.frame_threshold
+    if args.model:
+        from dudes_ros.export.manifest import load_manifest
+
+        ood = load_manifest(args.model).get("ood") or {}
+        pixel = ood.get("pixel_threshold") if pixel is None else pixel
+        frame = ood.get("frame_threshold") if frame is None else frame
+    for name, value in (("--pixel-threshold", pixel), ("--frame-threshold", frame)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise SystemExit(f"dudes evaluate: {name} must lie in [0, 1], got {value}")
+    return pixel, frame
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dudes_ros.data.cityscapes import CityscapesDataset
+    from dudes_ros.evaluate.runner import Evaluator, evaluate_dataset, pick_device
+    from dudes_ros.model.checkpoint import load_model
+    from dudes_ros.model.ensemble import load_ensemble
+
+    if not args.data:
+        raise SystemExit("dudes evaluate: no data; pass --data ROOT or set CITYSCAPES_DATASET")
+    pixel, frame = _thresholds(args)
+    device = pick_device(args.device)
+    dataset = CityscapesDataset(args.data, args.split)
+    student, _ = load_model(args.student, map_location=device)
+    teacher = load_ensemble(args.teacher, map_location=device) if args.teacher else None
+    member = None
+    if args.member:
+        member, _ = load_model(args.member, map_location=device)
+    elif teacher is not None:
+        member = teacher.members[0]
+    size = tuple(args.input_size) if args.input_size else tuple(student.config.input_size)
+    torch.set_grad_enabled(False)
+    evaluator = Evaluator(student, teacher, member, input_size=size, device=device,
+                          pixel_threshold=pixel, frame_threshold=frame, examples=args.examples)
+    results = evaluate_dataset(evaluator, dataset, args.limit)
+    results["data"] = {"root": str(args.data), "split": args.split, "device": str(device),
+                       "student": str(args.student), "teacher": args.teacher,
+                       "member": args.member or ("teacher member 0" if teacher else None)}
+    report = write_report(results, evaluator.examples, args.report)
+    print(comparison_markdown(results["comparison"]))
+    print(f"report: {report}")
+    return 0

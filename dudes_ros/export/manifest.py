@@ -1,0 +1,118 @@
+"""The JSON manifest that lies beside every exported ONNX (``model.onnx`` -> ``model.json``).
+
+It says everything a deployment needs to trust and use the file: model name and config, the
+class table, input spec and normalisation, output semantics, the OOD calibration (null until
+``dudes calibrate`` fills it), the training summary from the checkpoint, the ONNX sha256 and
+the exporter versions. Writes are atomic (temp file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model_name", "model_config", "classes", "input", "outputs",
+                 "ood", "onnx_sha256")
+OOD_KEYS = ("pixel_threshold", "frame_threshold", "false_alarm_rate", "data")
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, unreadable or incomplete; the message names the file."""
+
+
+def manifest_path(onnx_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.json`` (same folder)."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def publish_mode(path: str | Path) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the usual permissions under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        publish_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def empty_ood_section() -> dict:
+    """The OOD calibration before calibration: thresholds unknown (null)."""
+    return {key: None for key in OOD_KEYS}
+
+
+def load_manifest(onnx_path: str | Path) -> dict:
+    """Read and check the manifest beside ``onnx_path``; raises ``ManifestError`` naming it."""
+    path = manifest_path(onnx_path)
+    if not path.is_file():
+        raise ManifestError(f"model manifest {path} not found (expected beside {onnx_path}; "
+                            "re-run `dudes export`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"model manifest {path} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"model manifest {path} must hold a JSON object, "
+                            f"got {type(manifest).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise ManifestError(f"model manifest {path} lacks key(s) {missing}")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise ManifestError(f"model manifest {path} has format_version "
+                            f"{manifest['format_version']!r}; this code reads {FORMAT_VERSION}")
+    return manifest
+
+
+def write_manifest(onnx_path: str | Path, manifest: dict) -> Path:
+    """Write ``manifest`` atomically beside ``onnx_path``; returns the manifest's path."""
+    path = manifest_path(onnx_path)
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def update_ood_calibration(onnx_path: str | Path, calibration: dict) -> dict:
+    """Merge ``calibration`` into the manifest's ``ood`` section and write it back.
+
+    ``pixel_threshold`` and ``frame_threshold`` must be numbers in [0, 1] when given,
+    ``false_alarm_rate`` in [0, 1]; other keys (curves, data description) are stored as given.
+    Returns the updated manifest.
+    """
+    manifest = copy.deepcopy(load_manifest(onnx_path))
+    for key in ("pixel_threshold", "frame_threshold", "false_alarm_rate"):
+        value = calibration.get(key)
+        if value is not None and not (isinstance(value, (int, float))
+                                      and not isinstance(value, bool) and 0.0 <= value <= 1.0):
+            raise ValueError(f"ood calibration {key}: expected a number in [0, 1], got {value!r}")
+    ood = dict(manifest.get("ood") or empty_ood_section())
+    ood.update(calibration)
+    manifest["ood"] = ood
+    write_manifest(onnx_path, manifest)
+    return manifest

@@ -1,0 +1,149 @@
+"""The ROS-free perception core shared by the node and by bag processing.
+
+``PerceptionCore.process`` takes the latest frame of each camera, runs the predictor with one
+batch per input resolution, and turns labels and uncertainty into everything the node
+publishes: the confidence image, the frame OOD score and the debounced alarm (one
+``Hysteresis`` per camera). Because the node and ``dudes process-bag`` both call it, their
+outputs agree frame for frame.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from dudes_ros.config import check
+from dudes_ros.inference.predictor import Predictor
+from dudes_ros.uncertainty import Hysteresis, uncertain_fraction
+
+
+@dataclass(frozen=True)
+class OodConfig:
+    """Frame OOD scoring: a pixel is uncertain when u > ``pixel_threshold``; a frame is over
+    threshold when its uncertain fraction > ``frame_threshold``; the alarm rises after
+    ``raise_after`` consecutive frames over and clears after ``clear_after`` under."""
+
+    pixel_threshold: float
+    frame_threshold: float
+    raise_after: int = 3
+    clear_after: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("pixel_threshold", "frame_threshold"):
+            value = getattr(self, name)
+            check(isinstance(value, (int, float)) and 0.0 <= value <= 1.0, f"ood.{name}", value,
+                  "a number in [0, 1]")
+        for name in ("raise_after", "clear_after"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and value >= 1, f"ood.{name}", value, "an integer >= 1")
+
+    @classmethod
+    def from_calibration(cls, calibration: Mapping[str, Any] | None,
+                         **overrides: float | int | None) -> OodConfig:
+        """Thresholds from a model manifest's ``"ood"`` section; an override that is not None
+        or NaN wins. Raises ``ConfigError`` naming the threshold that neither provides."""
+        calibration = calibration or {}
+        values: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                values[name] = value
+        for name in ("pixel_threshold", "frame_threshold"):
+            if name not in values:
+                check(calibration.get(name) is not None, f"ood.{name}", overrides.get(name),
+                      "a number in [0, 1]: the model's manifest has no OOD calibration "
+                      f"('ood.{name}' is missing or null), so the threshold must be set")
+                values[name] = float(calibration[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything published for one camera frame (all images at the input resolution)."""
+
+    labels: np.ndarray  # uint8 [H, W] trainIds (255 = ignore)
+    uncertainty: np.ndarray  # float32 [H, W] in [0, 1]
+    confidence: np.ndarray  # uint8 [H, W], round(255 * (1 - u)); 255 = certain
+    ood_score: float  # fraction of pixels with u > pixel_threshold
+    uncertain_fraction: float  # same value, named as in the manifest and the ood message
+    alarm: bool  # debounced alarm state after this frame
+    inference_ms: float  # wall time of the predict call that covered this frame
+
+
+def confidence_image(uncertainty: np.ndarray) -> np.ndarray:
+    """``uint8 [H, W]`` = round(255 * (1 - u)) from ``float [H, W]`` u (clipped to [0, 1])."""
+    return np.rint(255.0 * (1.0 - np.clip(uncertainty, 0.0, 1.0))).astype(np.uint8)
+
+
+class PerceptionCore:
+    """Predictor + OOD scoring for a fixed set of cameras (``[""]`` for a single camera)."""
+
+    def __init__(self, predictor: Predictor, ood: OodConfig, cameras: list[str]) -> None:
+        if not cameras or len(set(cameras)) != len(cameras):
+            raise ValueError(f"cameras must be a non-empty list of distinct names, got {cameras}")
+        self.predictor = predictor
+        self.cameras = list(cameras)
+        self._ood = ood
+        self._alarms = {c: Hysteresis(ood.frame_threshold, ood.raise_after, ood.clear_after)
+                        for c in self.cameras}
+
+    @property
+    def ood(self) -> OodConfig:
+        return self._ood
+
+    def set_ood(self, ood: OodConfig) -> None:
+        """Change thresholds at run time; debounce counters restart, alarm states persist."""
+        self._ood = ood
+        for hysteresis in self._alarms.values():
+            hysteresis.threshold = ood.frame_threshold
+            hysteresis.raise_after = ood.raise_after
+            hysteresis.clear_after = ood.clear_after
+
+    def update_ood(self, **changes: float | int) -> None:
+        self.set_ood(replace(self._ood, **changes))
+
+    def reset(self) -> None:
+        """Clear every camera's alarm (e.g. after the stream was interrupted)."""
+        for hysteresis in self._alarms.values():
+            hysteresis.reset()
+
+    def process(self, frames: Mapping[str, np.ndarray]) -> dict[str, FrameResult]:
+        """Run one step on ``{camera: RGB uint8 [H, W, 3]}`` (any subset of the cameras).
+
+        Frames of the same resolution share one ``predict`` call (batched in camera order);
+        each distinct resolution is a separate call.
+        """
+        unknown = sorted(set(frames) - set(self.cameras))
+        if unknown:
+            raise ValueError(f"unknown camera(s) {unknown}; configured cameras: {self.cameras}")
+        groups: dict[tuple[int, ...], list[str]] = defaultdict(list)
+        for camera in self.cameras:
+            if camera in frames:
+                image = frames[camera]
+                if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                    raise ValueError(f"camera {camera!r}: expected RGB uint8 [H, W, 3], got "
+                                     f"{image.dtype} {image.shape}")
+                groups[image.shape].append(camera)
+        results: dict[str, FrameResult] = {}
+        for cameras in groups.values():
+            batch = np.stack([frames[c] for c in cameras])
+            start = time.perf_counter()
+            labels, uncertainty = self.predictor.predict(batch)
+            inference_ms = (time.perf_counter() - start) * 1e3
+            for i, camera in enumerate(cameras):
+                results[camera] = self._score(camera, labels[i], uncertainty[i], inference_ms)
+        return {c: results[c] for c in self.cameras if c in results}
+
+    def _score(self, camera: str, labels: np.ndarray, uncertainty: np.ndarray,
+               inference_ms: float) -> FrameResult:
+        uncertainty = np.asarray(uncertainty, dtype=np.float32)
+        score = uncertain_fraction(uncertainty, self._ood.pixel_threshold)
+        alarm = self._alarms[camera].update(score)
+        return FrameResult(labels=np.asarray(labels, dtype=np.uint8), uncertainty=uncertainty,
+                           confidence=confidence_image(uncertainty), ood_score=score,
+                           uncertain_fraction=score, alarm=alarm, inference_ms=inference_ms)

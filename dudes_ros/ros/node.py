@@ -1,0 +1,476 @@
+"""``dudes_node``: the lifecycle node, a thin adapter between ROS topics and ``PerceptionCore``.
+
+Threads: the executor thread runs subscription callbacks (which only drop the message into a
+one-slot mailbox per camera), the diagnostics timer and parameter callbacks; one worker thread
+takes the latest frame of every camera, converts, infers (one batch per resolution) and
+publishes. Nothing queues: a frame that arrives before the previous one was taken replaces it
+and is counted as superseded.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool
+
+from dudes_ros import labels as label_table
+from dudes_ros.config import ConfigError
+from dudes_ros.perception import FrameResult, OodConfig, PerceptionCore
+from dudes_ros.ros import params
+from dudes_ros.ros.conversions import (
+    ImageRejected,
+    array_to_image_fields,
+    compressed_to_rgb,
+    image_to_rgb,
+)
+
+OUTPUTS = ("segmentation", "segmentation/color", "uncertainty", "uncertainty/color",
+           "confidence", "ood", "ood_alarm")
+_LEVEL = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
+          "error": DiagnosticStatus.ERROR}
+
+
+def topic(camera: str, name: str) -> str:
+    """Relative topic of ``name`` for ``camera`` ("" = un-prefixed single camera)."""
+    return f"{camera}/{name}" if camera else name
+
+
+def _stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _image(header: Any, array: np.ndarray, encoding: str) -> Image:
+    return Image(header=header, **array_to_image_fields(array, encoding))
+
+
+def heat_map(uncertainty: np.ndarray) -> np.ndarray:
+    """RGB ``uint8 [H, W, 3]`` inferno heat map of ``float [H, W]`` u in [0, 1]."""
+    scaled = np.rint(np.clip(uncertainty, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+class Mailbox:
+    """One slot per camera holding the newest unprocessed message; never grows."""
+
+    def __init__(self, cameras: list[str]) -> None:
+        self._slots: dict[str, Any] = dict.fromkeys(cameras)
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, camera: str, item: Any) -> bool:
+        """Store ``item``; True when it replaced one nobody had taken."""
+        with self._cond:
+            replaced = self._slots[camera] is not None
+            self._slots[camera] = item
+            self._cond.notify()
+        return replaced
+
+    def take_all(self, timeout: float) -> dict[str, Any]:
+        """Empty every slot and return what was there (``{}`` on timeout or when closed)."""
+        with self._cond:
+            if not self._closed and all(v is None for v in self._slots.values()):
+                self._cond.wait(timeout)
+            taken = {c: v for c, v in self._slots.items() if v is not None}
+            self._slots = dict.fromkeys(self._slots)
+        return taken
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Stats:
+    """Counters and latency windows (last ``window`` frames) shared by worker and timer."""
+
+    def __init__(self, window: int = 300) -> None:
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.windows: dict[str, deque[float]] = {
+            k: deque(maxlen=window) for k in ("inference_ms", "end_to_end_ms", "input_age_ms",
+                                              "overhead_ms", "alarm")}
+
+    def add(self, **values: float) -> None:
+        with self.lock:
+            for key, value in values.items():
+                self.windows[key].append(value)
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[key] += n
+
+    def reject(self, reason: str) -> None:
+        with self.lock:
+            self.counts["rejected"] += 1
+            self.rejected[reason] += 1
+
+    def summary(self) -> list[tuple[str, str]]:
+        with self.lock:
+            out = [(f"frames_{k}", str(self.counts[k])) for k in
+                   ("in", "processed", "dropped_stale", "dropped_superseded", "rejected",
+                    "errors")]
+            out += [(f"rejected_{k}", str(v)) for k, v in sorted(self.rejected.items())]
+            for key in ("inference_ms", "end_to_end_ms", "overhead_ms", "input_age_ms"):
+                values = np.asarray(self.windows[key])
+                for q in (50, 95):
+                    text = f"{np.percentile(values, q):.2f}" if values.size else "nan"
+                    out.append((f"{key.removesuffix('_ms')}_p{q}_ms", text))
+            alarms = np.asarray(self.windows["alarm"])
+            out.append(("ood_rate", f"{alarms.mean():.3f}" if alarms.size else "nan"))
+        return out
+
+
+@dataclass
+class _Camera:
+    """Publishers of one camera."""
+
+    publishers: dict[str, Any]
+
+
+class DudesNode(Node):
+    """Lifecycle node; see the README's topic and parameter tables."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("dudes_node", **kwargs)
+        params.declare_parameters(self)
+        self.config: params.NodeConfig | None = None
+        self.core: PerceptionCore | None = None
+        self.calibration: dict | None = None
+        self.stats = Stats()
+        self._cameras: dict[str, _Camera] = {}
+        self._subscriptions: list[Any] = []
+        self._diagnostics_pub = None
+        self._diagnostics_timer = None
+        self._mailbox: Mailbox | None = None
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._last_log: dict[str, float] = {}
+        self._active = False
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.config = params.NodeConfig.from_values(params.read_values(self))
+            self._load_model()
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        output_qos = self._qos(self.config.qos_output_reliability, self.config.qos_output_depth)
+        for camera in self.config.camera_names:
+            pubs = {name: self.create_lifecycle_publisher(
+                        Image, topic(camera, name), output_qos)
+                    for name in OUTPUTS[:5]}
+            pubs["ood"] = self.create_lifecycle_publisher(
+                DiagnosticArray, topic(camera, "ood"), output_qos)
+            pubs["ood_alarm"] = self.create_lifecycle_publisher(
+                Bool, topic(camera, "ood_alarm"), output_qos)
+            self._cameras[camera] = _Camera(pubs)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(self.config.diagnostics_period,
+                                                    self._publish_diagnostics)
+        self.get_logger().info(
+            f"configured: cameras {self.config.camera_names}, backend "
+            f"{self.core.predictor.backend}, OOD {self.core.ood}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        if self.core is None:  # released by a previous deactivate
+            try:
+                self._load_model()
+            except Exception as exc:  # noqa: BLE001 - stay inactive, say why
+                self.get_logger().error(f"activate failed reloading the model: {exc}")
+                return TransitionCallbackReturn.FAILURE
+        qos = self._qos(self.config.qos_reliability, self.config.qos_depth)
+        self._mailbox = Mailbox(self.config.camera_names)
+        for camera in self.config.camera_names:
+            if self.config.transport == "compressed":
+                msg_type, name = CompressedImage, topic(camera, "image/compressed")
+            else:
+                msg_type, name = Image, topic(camera, "image")
+            self._subscriptions.append(self.create_subscription(
+                msg_type, name, lambda msg, c=camera: self._on_image(c, msg), qos))
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="dudes_worker", daemon=True)
+        self._worker.start()
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_streaming()
+        self._close_predictor()  # frees GPU memory; activate loads the model again
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- setup and teardown ----------------------------------------------------------------
+
+    def _load_model(self) -> None:
+        from dudes_ros.inference.factory import create_predictor
+
+        config = self.config
+        model = Path(config.model) if config.model else _bundled_model()
+        if not model.is_file():
+            raise ConfigError(f"parameter model: invalid value {config.model!r}; expected an "
+                              f"existing .onnx or .pt file ({model} does not exist)")
+        self.calibration = _calibration(model)
+        ood = OodConfig.from_calibration(
+            self.calibration, pixel_threshold=config.ood_pixel_threshold,
+            frame_threshold=config.ood_frame_threshold, raise_after=config.ood_raise_after,
+            clear_after=config.ood_clear_after)
+        predictor = create_predictor(model, backend=config.backend, device=config.device)
+        self.core = PerceptionCore(predictor, ood, config.camera_names)
+
+    def _qos(self, reliability: str, depth: int) -> QoSProfile:
+        policy = (ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
+                  else ReliabilityPolicy.RELIABLE)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
+
+    def _stop_streaming(self) -> None:
+        self._active = False
+        for sub in self._subscriptions:
+            self.destroy_subscription(sub)
+        self._subscriptions = []
+        self._stop.set()
+        if self._mailbox is not None:
+            self._mailbox.close()
+        if self._worker is not None:
+            self._worker.join()
+        self._worker = None
+        self._mailbox = None
+
+    def _close_predictor(self) -> None:
+        if self.core is not None:
+            self.core.predictor.close()
+        self.core = None
+
+    def _release(self) -> None:
+        self._stop_streaming()
+        self._close_predictor()
+        for camera in self._cameras.values():
+            for pub in camera.publishers.values():
+                self.destroy_lifecycle_publisher(pub)
+        self._cameras = {}
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+        if self._diagnostics_pub is not None:
+            self.destroy_publisher(self._diagnostics_pub)
+        self._diagnostics_timer = self._diagnostics_pub = None
+        self.config = None
+
+    # --- parameters ------------------------------------------------------------------------
+
+    def _on_set_parameters(self, changes: list[Any]) -> SetParametersResult:
+        configured = self.config is not None
+        for change in changes:
+            reason = params.check_change(change.name, change.value, configured)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        if configured:
+            values = {c.name: c.value for c in changes if c.name in params.BY_NAME}
+            try:
+                self._apply_runtime(values)
+            except ValueError as exc:  # e.g. a NaN threshold on a model without calibration
+                return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_runtime(self, values: dict[str, Any]) -> None:
+        merged = {spec.name: self.config.value(spec.name) for spec in params.PARAMETERS}
+        merged.update(values)
+        config = params.NodeConfig.from_values(merged)
+        if self.core is not None:
+            self.core.set_ood(OodConfig.from_calibration(
+                self.calibration, pixel_threshold=config.ood_pixel_threshold,
+                frame_threshold=config.ood_frame_threshold, raise_after=config.ood_raise_after,
+                clear_after=config.ood_clear_after))
+        self.config = config
+
+    # --- streaming -------------------------------------------------------------------------
+
+    def _on_image(self, camera: str, msg: Any) -> None:
+        mailbox = self._mailbox
+        if mailbox is None:
+            return
+        self.stats.count("in")
+        if mailbox.put(camera, (msg, time.monotonic())):
+            self.stats.count("dropped_superseded")
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            mailbox = self._mailbox
+            taken = mailbox.take_all(timeout=0.1) if mailbox is not None else {}
+            if taken:
+                try:
+                    self._step(taken)
+                except Exception as exc:  # noqa: BLE001 - keep streaming; counted and logged
+                    self.stats.count("errors")
+                    self._log_throttled("error", f"processing failed: {exc!r}", error=True)
+
+    def _step(self, taken: dict[str, tuple[Any, float]]) -> None:
+        config, core = self.config, self.core
+        now_ns = self.get_clock().now().nanoseconds
+        frames, headers, ages = {}, {}, {}
+        for camera, (msg, _) in taken.items():
+            stamp = _stamp_ns(msg.header)
+            age = (now_ns - stamp) * 1e-9 if stamp else math.nan
+            if config.max_input_age > 0 and age > config.max_input_age:
+                self.stats.count("dropped_stale")
+                continue
+            try:
+                if isinstance(msg, CompressedImage):
+                    frames[camera] = compressed_to_rgb(msg, config.max_pixels)
+                else:
+                    frames[camera] = image_to_rgb(msg, config.max_pixels)
+            except ImageRejected as exc:
+                self.stats.reject(exc.reason)
+                self._log_throttled(exc.reason, f"camera {camera!r}: rejected frame "
+                                    f"(frame_id {msg.header.frame_id!r}): {exc}")
+                continue
+            headers[camera], ages[camera] = msg.header, age
+        if not frames:
+            return
+        results = core.process(frames)
+        for camera, result in results.items():
+            self._publish(camera, headers[camera], result)
+            done_ns = self.get_clock().now().nanoseconds
+            end_to_end = (done_ns - _stamp_ns(headers[camera])) * 1e-6
+            self.stats.count("processed")
+            self.stats.add(inference_ms=result.inference_ms, input_age_ms=ages[camera] * 1e3,
+                           end_to_end_ms=end_to_end,
+                           overhead_ms=end_to_end - result.inference_ms,
+                           alarm=float(result.alarm))
+
+    def _publish(self, camera: str, header: Any, result: FrameResult) -> None:
+        pubs = self._cameras[camera].publishers
+        pubs["segmentation"].publish(_image(header, result.labels, "mono8"))
+        pubs["uncertainty"].publish(_image(header, result.uncertainty, "32FC1"))
+        pubs["confidence"].publish(_image(header, result.confidence, "mono8"))
+        if pubs["segmentation/color"].get_subscription_count() > 0:
+            pubs["segmentation/color"].publish(
+                _image(header, label_table.colorize(result.labels), "rgb8"))
+        if pubs["uncertainty/color"].get_subscription_count() > 0:
+            pubs["uncertainty/color"].publish(
+                _image(header, heat_map(result.uncertainty), "rgb8"))
+        pubs["ood"].publish(self._ood_message(camera, header, result))
+        pubs["ood_alarm"].publish(Bool(data=result.alarm))
+
+    def _ood_message(self, camera: str, header: Any, result: FrameResult) -> DiagnosticArray:
+        ood = self.core.ood
+        over = result.ood_score > ood.frame_threshold
+        level = "error" if result.alarm else "warn" if over else "ok"
+        message = {"error": "OOD alarm", "warn": "frame over OOD threshold",
+                   "ok": "in distribution"}[level]
+        values = [("score", f"{result.ood_score:.6f}"),
+                  ("threshold", f"{ood.frame_threshold:.6f}"),
+                  ("uncertain_fraction", f"{result.uncertain_fraction:.6f}"),
+                  ("alarm", str(result.alarm).lower()),
+                  ("pixel_threshold", f"{ood.pixel_threshold:.6f}")]
+        status = DiagnosticStatus(level=_LEVEL[level],
+                                  name=f"{self.get_fully_qualified_name()}: ood",
+                                  hardware_id=camera or "camera", message=message,
+                                  values=[KeyValue(key=k, value=v) for k, v in values])
+        return DiagnosticArray(header=header, status=[status])
+
+    def _log_throttled(self, key: str, text: str, error: bool = False) -> None:
+        now = time.monotonic()
+        period = self.config.reject_log_period if self.config else 5.0
+        if now - self._last_log.get(key, -math.inf) >= period:
+            self._last_log[key] = now
+            logger = self.get_logger()
+            (logger.error if error else logger.warning)(text)
+
+    # --- diagnostics -----------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        core = self.core
+        values = [("state", "active" if self._active else "inactive")]
+        if core is not None:
+            values += [(f"model_{k}" if k != "backend" else k, str(v))
+                       for k, v in core.predictor.provenance().items()]
+            values += [("ood_pixel_threshold", f"{core.ood.pixel_threshold:.6f}"),
+                       ("ood_frame_threshold", f"{core.ood.frame_threshold:.6f}")]
+        summary = self.stats.summary()
+        values += summary
+        counts = dict(summary)
+        problems = int(counts["frames_rejected"]) + int(counts["frames_errors"])
+        level = "warn" if problems or not self._active else "ok"
+        status = DiagnosticStatus(
+            level=_LEVEL[level], name=f"{self.get_fully_qualified_name()}: inference",
+            hardware_id=",".join(self.config.camera_names) if self.config else "",
+            message="streaming" if level == "ok" else "inactive" if not self._active
+            else "frames rejected or failed (see values)",
+            values=[KeyValue(key=k, value=v) for k, v in values])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(msg)
+
+
+def _bundled_model() -> Path:
+    from dudes_ros.resources import bundled_model
+
+    return bundled_model()
+
+
+def _calibration(model: Path) -> dict | None:
+    """The manifest's ``"ood"`` section for an ONNX model (None for a .pt checkpoint)."""
+    if model.suffix != ".onnx":
+        return None
+    from dudes_ros.export.manifest import load_manifest
+
+    return load_manifest(model).get("ood")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``dudes_node``: spin the node; autostart configures and activates it."""
+    rclpy.init(args=args)
+    node = DudesNode()
+    code = 0
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                code = 1
+            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                code = 1
+        if code == 0:
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node.config is not None:
+            node.trigger_shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

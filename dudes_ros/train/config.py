@@ -1,0 +1,121 @@
+"""Training settings: a recipe = model + data + teacher schedule + student schedule.
+
+Recipes are YAML files (``config/recipes/<name>.yaml``) loaded with ``dudes_ros.config``'s
+strict loader: unknown keys and bad values are errors naming the dotted key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dudes_ros.config import ModelConfig, check
+
+
+@dataclass(frozen=True)
+class SyntheticDataConfig:
+    """How many synthetic street scenes to render (Cityscapes layout) and at what size."""
+
+    train_count: int = 300
+    val_count: int = 60
+    size: tuple[int, int] = (128, 256)
+    seed: int = 1234
+    anomaly_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(self.train_count > 0, "data.synthetic.train_count", self.train_count, "> 0")
+        check(self.val_count > 0, "data.synthetic.val_count", self.val_count, "> 0")
+        check(min(self.size) > 0, "data.synthetic.size", self.size, "positive (height, width)")
+        check(0.0 <= self.anomaly_fraction <= 1.0, "data.synthetic.anomaly_fraction",
+              self.anomaly_fraction, "a fraction in [0, 1]")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how training crops are made.
+
+    ``root``: a Cityscapes-layout folder. For ``source: cityscapes`` it defaults to the
+    ``CITYSCAPES_DATASET`` environment variable; for ``source: synthetic`` the scenes are
+    rendered there once (default ``<output dir>/synthetic-data``) and reused.
+    ``crop_size`` is (height, width); both must be multiples of the model's output stride.
+    """
+
+    source: Literal["cityscapes", "synthetic"] = "cityscapes"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: tuple[int, int] = (768, 768)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    hflip: bool = True
+    num_workers: int = 4
+    val_batch_size: int = 1
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+
+    def __post_init__(self) -> None:
+        check(min(self.crop_size) > 0, "data.crop_size", self.crop_size,
+              "positive (height, width)")
+        lo, hi = self.scale_range
+        check(0 < lo <= hi, "data.scale_range", self.scale_range, "0 < min <= max")
+        check(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
+        check(self.val_batch_size > 0, "data.val_batch_size", self.val_batch_size, "> 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training schedule (teacher member or student): SGD + poly LR per iteration.
+
+    ``lr`` is the encoder's learning rate; the decoder and heads get ``lr * head_lr_factor``.
+    ``max_steps`` caps the iterations (the poly schedule then ends there).
+    ``checkpoint_every`` also saves the resume checkpoint every that many steps (0: only at
+    the end of each epoch). ``uncertainty_weight`` (λ) and ``validate_teacher`` (also score
+    the ensemble and the u_S / u_T correlation at validation) apply to the student only.
+    """
+
+    epochs: int = 200
+    batch_size: int = 16
+    lr: float = 0.1
+    head_lr_factor: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    amp: bool = True
+    max_steps: int | None = None
+    checkpoint_every: int = 0
+    val_every: int = 1
+    uncertainty_weight: float = 1.0
+    validate_teacher: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.epochs > 0, "epochs", self.epochs, "> 0")
+        check(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
+        check(self.lr > 0, "lr", self.lr, "> 0")
+        check(self.head_lr_factor > 0, "head_lr_factor", self.head_lr_factor, "> 0")
+        check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        check(self.poly_power >= 0, "poly_power", self.poly_power, ">= 0")
+        check(self.max_steps is None or self.max_steps > 0, "max_steps", self.max_steps,
+              "null or > 0")
+        check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        check(self.val_every > 0, "val_every", self.val_every, "> 0")
+        check(self.uncertainty_weight >= 0, "uncertainty_weight", self.uncertainty_weight,
+              ">= 0")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A full DUDES training recipe. ``model`` describes the student; teacher members are the
+    same network without the uncertainty head. Member ``i`` trains with seed ``seed + i``."""
+
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TrainConfig = field(default_factory=TrainConfig)
+    student: TrainConfig = field(default_factory=lambda: TrainConfig(lr=0.01))
+    members: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.members > 0, "members", self.members, "> 0")
+        stride = self.model.output_stride
+        check(all(s % stride == 0 for s in self.data.crop_size), "data.crop_size",
+              self.data.crop_size, f"multiples of model.output_stride={stride}")

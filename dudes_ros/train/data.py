@@ -1,0 +1,85 @@
+"""Training and validation datasets for a recipe (Cityscapes folder or rendered synthetic)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from filelock import FileLock
+
+from dudes_ros.config import ConfigError
+from dudes_ros.data.cityscapes import CityscapesDataset
+from dudes_ros.train.config import DataConfig, SyntheticDataConfig
+
+VAL_SEED_OFFSET = 1_000_000
+"""Synthetic val scenes use ``seed + VAL_SEED_OFFSET`` so they never repeat a train scene."""
+STAMP = "dudes_synthetic.json"
+
+
+def data_root(config: DataConfig, out_dir: Path) -> Path:
+    """The Cityscapes-layout folder a recipe reads (see ``DataConfig.root``)."""
+    if config.root:
+        return Path(config.root).expanduser()
+    if config.source == "synthetic":
+        return out_dir / "synthetic-data"
+    env = os.environ.get("CITYSCAPES_DATASET")
+    if not env:
+        raise ConfigError("data.root: not set and CITYSCAPES_DATASET is not set; point one of "
+                          "them at a folder with leftImg8bit/ and gtFine/")
+    return Path(env).expanduser()
+
+
+def ensure_synthetic(root: Path, config: SyntheticDataConfig, train_split: str,
+                     val_split: str) -> Path:
+    """Render the synthetic scenes into ``root`` once; later calls (and concurrent member
+    processes, via a file lock) reuse them. A folder rendered with other settings is refused
+    rather than silently mixed."""
+    from dudes_ros.data.synthetic import write_cityscapes_layout
+
+    wanted = {**asdict(config), "size": list(config.size), "train_split": train_split,
+              "val_split": val_split, "val_seed_offset": VAL_SEED_OFFSET}
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        stamp = root / STAMP
+        if stamp.is_file():
+            found = json.loads(stamp.read_text())
+            if found != wanted:
+                raise ConfigError(f"{root} holds synthetic data rendered with {found}, but the "
+                                  f"recipe asks for {wanted}; delete it or set data.root")
+            return root
+        if root.exists():
+            raise ConfigError(f"{root} exists but was not rendered by dudes ({STAMP} missing); "
+                              "set data.root to another folder")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            size = tuple(config.size)
+            write_cityscapes_layout(tmp, train_split, config.train_count, config.seed, size,
+                                    anomaly_fraction=config.anomaly_fraction)
+            write_cityscapes_layout(tmp, val_split, config.val_count,
+                                    config.seed + VAL_SEED_OFFSET, size,
+                                    anomaly_fraction=config.anomaly_fraction)
+            (tmp / STAMP).write_text(json.dumps(wanted, indent=2))
+            os.replace(tmp, root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return root
+
+
+def build_datasets(config: DataConfig, out_dir: Path) -> tuple[CityscapesDataset,
+                                                                CityscapesDataset, dict]:
+    """``(train set, val set, description for checkpoint metadata)``."""
+    root = data_root(config, out_dir)
+    if config.source == "synthetic":
+        ensure_synthetic(root, config.synthetic, config.train_split, config.val_split)
+    train = CityscapesDataset(root, config.train_split)
+    val = CityscapesDataset(root, config.val_split)
+    meta = {"source": config.source, "root": str(root), "train_split": config.train_split,
+            "val_split": config.val_split, "train_images": len(train), "val_images": len(val)}
+    if config.source == "synthetic":
+        meta["synthetic"] = {**asdict(config.synthetic), "size": list(config.synthetic.size)}
+    return train, val, meta

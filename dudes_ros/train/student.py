@@ -1,0 +1,85 @@
+"""Distil the DUDES student: ``dudes train-student --recipe R --out D [--members PATHS...]``.
+
+Loads the member checkpoints (default ``D/member-*/best.pt``) into a frozen ensemble, then
+trains the student with CE + λ·RMSLE(u_S, u_T), u_T computed on each augmented crop. Writes
+``D/student/{last,best}.pt``. The student seed is ``recipe.seed + STUDENT_SEED_OFFSET``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from dudes_ros.config import to_dict
+from dudes_ros.model.checkpoint import CheckpointError
+from dudes_ros.model.ensemble import expand_paths, load_ensemble
+from dudes_ros.model.student import SegmentationNet
+from dudes_ros.train import distributed
+from dudes_ros.train.common import add_common_arguments, recipe_from_args
+from dudes_ros.train.config import Recipe
+from dudes_ros.train.data import build_datasets
+from dudes_ros.train.loop import StepCallback, Trainer
+from dudes_ros.train.reproducibility import seed_everything
+
+log = logging.getLogger(__name__)
+STUDENT_SEED_OFFSET = 10_000
+
+
+def student_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "student"
+
+
+def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_dir: str | Path,
+                  *, device: str = "auto", resume: bool = True,
+                  on_step: StepCallback | None = None) -> Path:
+    """Train the student of ``recipe`` against the members at ``member_paths`` (paths or
+    globs; None: ``out_dir/member-*/best.pt``); returns its best checkpoint."""
+    if not recipe.model.uncertainty_head:
+        raise ValueError(f"recipe {recipe.name!r}: model.uncertainty_head must be true for "
+                         "the student")
+    paths = expand_paths(member_paths if member_paths is not None
+                         else str(Path(out_dir) / "member-*" / "best.pt"))
+    ctx = distributed.setup(device)
+    try:
+        teacher = load_ensemble(paths, map_location=ctx.device)
+        t_cfg, s_cfg = teacher.config, recipe.model
+        if (t_cfg.num_classes, t_cfg.mean, t_cfg.std) != (s_cfg.num_classes, s_cfg.mean,
+                                                          s_cfg.std):
+            raise CheckpointError(
+                "teacher members and student disagree on classes or input normalisation:\n"
+                f"  members: {to_dict(t_cfg)}\n  student: {to_dict(s_cfg)}")
+        if len(paths) != recipe.members:
+            log.warning("recipe %s expects %d members, training against %d", recipe.name,
+                        recipe.members, len(paths))
+        train_set, val_set, data_meta = build_datasets(recipe.data, Path(out_dir))
+        seed = recipe.seed + STUDENT_SEED_OFFSET
+        seed_everything(seed)
+        net = SegmentationNet(recipe.model)
+        metadata = {"recipe": recipe.name, "teacher_members": [str(p) for p in paths],
+                    "members": len(paths), "data": data_meta, "world_size": ctx.world_size}
+        trainer = Trainer(role="student", net=net, train_config=recipe.student,
+                          data_config=recipe.data, train_set=train_set, val_set=val_set,
+                          seed=seed, out_dir=student_dir(out_dir), metadata=metadata, ctx=ctx,
+                          teacher=teacher)
+        if resume and trainer.resume():
+            log.info("resuming the student from %s at step %d", trainer.last_path,
+                     trainer.state.step)
+        result = trainer.fit(on_step)
+    finally:
+        distributed.teardown(ctx)
+    return result.best
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--members", nargs="+", default=None,
+                        help="member checkpoints or globs (default: OUT/member-*/best.pt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = recipe_from_args(args, "student")
+    best = train_student(recipe, args.members, args.out, device=args.device,
+                         resume=not args.restart)
+    print(f"student: best checkpoint {best}")
+    return 0

@@ -1,0 +1,70 @@
+"""Train one Deep Ensemble member: ``dudes train-teacher --recipe R --member-index I --out D``.
+
+Members are independent runs (one per process, so they can go to different GPUs or machines);
+member ``I`` uses seed ``recipe.seed + I`` and writes ``D/member-II/{last,best}.pt``. Under
+``torchrun`` the same command trains one member with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from dudes_ros.config import ConfigError
+from dudes_ros.model.student import SegmentationNet
+from dudes_ros.train import distributed
+from dudes_ros.train.common import add_common_arguments, recipe_from_args
+from dudes_ros.train.config import Recipe
+from dudes_ros.train.data import build_datasets
+from dudes_ros.train.loop import StepCallback, Trainer
+from dudes_ros.train.reproducibility import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def member_dir(out_dir: str | Path, index: int) -> Path:
+    return Path(out_dir) / f"member-{index:02d}"
+
+
+def train_member(recipe: Recipe, index: int, out_dir: str | Path, *, device: str = "auto",
+                 resume: bool = True, on_step: StepCallback | None = None) -> Path:
+    """Train ensemble member ``index`` of ``recipe`` under ``out_dir``; returns its best
+    checkpoint. Resumes from ``member-II/last.pt`` when present and ``resume`` is true."""
+    if not 0 <= index < recipe.members:
+        raise ConfigError(f"member index {index} is out of range for recipe {recipe.name!r} "
+                          f"with members={recipe.members} (expected 0..{recipe.members - 1})")
+    out = member_dir(out_dir, index)
+    ctx = distributed.setup(device)
+    try:
+        train_set, val_set, data_meta = build_datasets(recipe.data, Path(out_dir))
+        seed = recipe.seed + index
+        seed_everything(seed)
+        net = SegmentationNet(dataclasses.replace(recipe.model, uncertainty_head=False))
+        metadata = {"recipe": recipe.name, "member_index": index, "members": recipe.members,
+                    "data": data_meta, "world_size": ctx.world_size}
+        trainer = Trainer(role="member", net=net, train_config=recipe.teacher,
+                          data_config=recipe.data, train_set=train_set, val_set=val_set,
+                          seed=seed, out_dir=out, metadata=metadata, ctx=ctx)
+        if resume and trainer.resume():
+            log.info("resuming member %d from %s at step %d", index, trainer.last_path,
+                     trainer.state.step)
+        result = trainer.fit(on_step)
+    finally:
+        distributed.teardown(ctx)
+    return result.best
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--member-index", type=int, required=True,
+                        help="which member to train (0..members-1); seed = base seed + index")
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = recipe_from_args(args, "teacher")
+    best = train_member(recipe, args.member_index, args.out, device=args.device,
+                        resume=not args.restart)
+    print(f"member {args.member_index}: best checkpoint {best}")
+    return 0

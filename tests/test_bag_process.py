@@ -1,0 +1,341 @@
+"""``dudes process-bag``: bags written by rosbags processed end to end with a tiny ONNX student.
+
+Every output is checked against the same ONNX Runtime predictor run offline on the decoded
+input frame, read back with rosbags and (for MCAP) with the mcap library.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rosbags.highlevel import AnyReader
+
+from dudes_ros.bag.process import SUMMARY_FILE, TIMELINE_FILE, ProcessOptions, process_bag
+from dudes_ros.bag.reader import BagError, BagReader, ImageTopic
+from dudes_ros.bag.summary import alarm_intervals
+from dudes_ros.cli import main as cli_main
+from dudes_ros.config import ModelConfig
+from dudes_ros.export.onnx_export import export_onnx
+from dudes_ros.inference.factory import create_predictor
+from dudes_ros.inference.predictor import Predictor
+from dudes_ros.model.student import SegmentationNet
+from dudes_ros.perception import OodConfig, confidence_image
+from dudes_ros.uncertainty import Hysteresis
+from tests.helpers.bags import KILTED, Camera, pattern, write_image_bag
+
+N = 6  # frames per camera
+
+
+@pytest.fixture(scope="module")
+def student_onnx(tmp_path_factory) -> Path:
+    """A tiny random-init student (resnet18, 16 decoder channels, 64x128) exported once."""
+    torch.manual_seed(0)
+    net = SegmentationNet(ModelConfig(decoder_channels=16, input_size=(64, 128))).eval()
+    return export_onnx(net, tmp_path_factory.mktemp("model") / "student.onnx").onnx_path
+
+
+@pytest.fixture(scope="module")
+def predictor(student_onnx):
+    with create_predictor(student_onnx, backend="onnxruntime", device="cpu") as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def ood(predictor) -> OodConfig:
+    """Thresholds that make the alarm rise and clear on the test frames: the pixel threshold
+    at the median u of one frame, the frame threshold between the frames' scores."""
+    _, u = predictor.predict(np.stack([pattern(i, (64, 128)) for i in range(N)]))
+    pixel = float(np.median(u[0]))
+    scores = sorted(float(np.mean(u[i] > pixel)) for i in range(N))
+    return OodConfig(pixel_threshold=pixel, frame_threshold=scores[N // 2 - 1],
+                     raise_after=1, clear_after=1)
+
+
+def read_back(path: Path) -> dict[str, list[tuple[int, object]]]:
+    """``{topic: [(bag time, message)]}`` read with rosbags."""
+    out: dict[str, list[tuple[int, object]]] = {}
+    with AnyReader([path]) as reader:
+        for connection, timestamp, raw in reader.messages():
+            msg = reader.deserialize(raw, connection.msgtype)
+            out.setdefault(connection.topic, []).append((timestamp, msg))
+    return out
+
+
+def image_array(msg) -> np.ndarray:
+    dtype = np.float32 if msg.encoding == "32FC1" else np.uint8
+    return np.frombuffer(msg.data.tobytes(), dtype=dtype).reshape(msg.height, msg.width)
+
+
+def expected_alarms(predictor: Predictor, ood: OodConfig, frames) -> list[bool]:
+    hysteresis = Hysteresis(ood.frame_threshold, ood.raise_after, ood.clear_after)
+    return [hysteresis.update(float(np.mean(predictor.predict(f.rgb[None])[1][0]
+                                            > ood.pixel_threshold))) for f in frames]
+
+
+def check_outputs(out: dict, frames, namespace: str, predictor: Predictor,
+                  ood: OodConfig) -> None:
+    """Counts, stamps, bag times and content of one camera's outputs equal the offline run."""
+    alarms = expected_alarms(predictor, ood, frames)
+    for suffix in ("segmentation", "uncertainty", "confidence", "ood", "ood_alarm"):
+        assert len(out[f"{namespace}/{suffix}"]) == len(frames), suffix
+    for k, frame in enumerate(frames):
+        labels, u = predictor.predict(frame.rgb[None])
+        seg_t, seg = out[f"{namespace}/segmentation"][k]
+        assert seg_t == frame.timestamp
+        for suffix in ("segmentation", "uncertainty", "confidence", "ood"):
+            header = out[f"{namespace}/{suffix}"][k][1].header
+            assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == \
+                (frame.sec, frame.nanosec, frame.frame_id)
+        assert seg.encoding == "mono8" and seg.step == seg.width
+        np.testing.assert_array_equal(image_array(seg), labels[0])
+        unc = out[f"{namespace}/uncertainty"][k][1]
+        assert unc.encoding == "32FC1" and unc.step == 4 * unc.width
+        np.testing.assert_allclose(image_array(unc), u[0], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(image_array(out[f"{namespace}/confidence"][k][1]),
+                                      confidence_image(u[0]))
+        status = out[f"{namespace}/ood"][k][1].status[0]
+        values = {kv.key: kv.value for kv in status.values}
+        score = float(np.mean(u[0] > ood.pixel_threshold))
+        assert float(values["score"]) == pytest.approx(score, abs=1e-6)
+        assert values["alarm"] == str(alarms[k]).lower()
+        assert status.level == (2 if alarms[k] else 1 if score > ood.frame_threshold else 0)
+        assert out[f"{namespace}/ood_alarm"][k][1].data is alarms[k]
+
+
+def test_camera_namespace_from_topic():
+    cases = {("/cam_front/image_raw", "sensor_msgs/msg/Image"): ("/cam_front", "cam_front"),
+             ("/cam_front/image_raw/compressed", "sensor_msgs/msg/CompressedImage"):
+                 ("/cam_front", "cam_front"),
+             ("/car/left/image", "sensor_msgs/msg/Image"): ("/car/left", "car/left"),
+             ("/image", "sensor_msgs/msg/Image"): ("", "camera")}
+    for (topic, msgtype), (namespace, camera) in cases.items():
+        image_topic = ImageTopic(topic, msgtype, 1)
+        assert (image_topic.namespace, image_topic.camera) == (namespace, camera)
+
+
+def test_sqlite3_two_cameras_raw_and_compressed(tmp_path, predictor, ood):
+    cameras = [Camera("/cam_front/image_raw", "rgb8"),
+               Camera("/cam_rear/image_raw/compressed", "png", size=(48, 80))]
+    frames = write_image_bag(tmp_path / "in", cameras, N, storage="sqlite3")
+    summary = process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
+                          ProcessOptions(progress=False, color=True))
+    out = read_back(tmp_path / "out")
+    assert set(out) == {f"/cam_{c}/{s}" for c in ("front", "rear") for s in
+                        ("segmentation", "segmentation/color", "uncertainty", "confidence",
+                         "ood", "ood_alarm")}
+    for camera, namespace in zip(cameras, ("/cam_front", "/cam_rear"), strict=True):
+        mine = [f for f in frames if f.topic == camera.topic]
+        check_outputs(out, mine, namespace, predictor, ood)
+    color = out["/cam_front/segmentation/color"][0][1]
+    assert color.encoding == "rgb8" and (color.height, color.width) == (64, 128)
+    assert BagReader(tmp_path / "out").format == "sqlite3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no debris
+    # summary.json inside OUT: counts, alarm intervals in bag time, the timeline PNG
+    saved = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert saved == json.loads(json.dumps(summary))
+    assert saved["frames"] == 2 * N and saved["rejected"] == 0
+    assert saved["topics"][cameras[1].topic]["frames"] == N
+    front = [f for f in frames if f.topic == cameras[0].topic]
+    intervals = alarm_intervals([f.timestamp for f in front],
+                                expected_alarms(predictor, ood, front))
+    assert intervals, "the thresholds were chosen so that the alarm rises"
+    assert [(i["start_ns"], i["end_ns"], i["open"])
+            for i in saved["alarm_intervals"][cameras[0].topic]] == intervals
+    assert saved["latency_ms"]["p50"] > 0 and saved["inference_ms"]["p95"] > 0
+    assert 0.0 <= saved["outside_inference_share"] < 1.0
+    import matplotlib.image
+
+    png = matplotlib.image.imread(tmp_path / "out" / TIMELINE_FILE)
+    assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 100
+
+
+def test_mcap_read_back_with_mcap_library_and_inputs(tmp_path, predictor, ood):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    camera = Camera("/cam/image_raw", "bgr8")
+    frames = write_image_bag(tmp_path / "in", [camera], N, storage="mcap")
+    process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
+                ProcessOptions(progress=False, include_inputs=True))
+    mcap_files = list((tmp_path / "out").glob("*.mcap"))
+    assert [p.name for p in mcap_files] == ["out.mcap"]
+    decoded: dict[str, list] = {}
+    with mcap_files[0].open("rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        for _, channel, message, ros_msg in reader.iter_decoded_messages():
+            decoded.setdefault(channel.topic, []).append((message.log_time, ros_msg))
+    assert {t: len(v) for t, v in decoded.items()} == {
+        t: N for t in ("/cam/image_raw", "/cam/segmentation", "/cam/uncertainty",
+                       "/cam/confidence", "/cam/ood", "/cam/ood_alarm")}
+    for frame, (log_time, msg) in zip(frames, decoded["/cam/segmentation"], strict=True):
+        assert log_time == frame.timestamp
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (frame.sec, frame.nanosec)
+        labels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
+        np.testing.assert_array_equal(labels, predictor.predict(frame.rgb[None])[0][0])
+    with AnyReader([tmp_path / "in"]) as src, AnyReader([tmp_path / "out"]) as dst:
+        raw_in = [bytes(raw) for _, _, raw in src.messages(
+            [c for c in src.connections if c.topic == camera.topic])]
+        raw_out = [bytes(raw) for _, _, raw in dst.messages(
+            [c for c in dst.connections if c.topic == camera.topic])]
+    assert raw_out == raw_in  # inputs copied byte for byte
+    check_outputs(read_back(tmp_path / "out"), frames, "/cam", predictor, ood)
+
+
+def test_ros1_bag_to_mcap(tmp_path, predictor, ood):
+    cameras = [Camera("/stereo/left/image_raw", "rgb8"), Camera("/stereo/right/image", "mono8")]
+    frames = write_image_bag(tmp_path / "in.bag", cameras, 4, storage="ros1")
+    summary = process_bag(tmp_path / "in.bag", tmp_path / "out", predictor, ood,
+                          ProcessOptions(progress=False, include_inputs=True))
+    assert summary["input_format"] == "ros1" and summary["output_format"] == "mcap"
+    out = read_back(tmp_path / "out")
+    check_outputs(out, [f for f in frames if f.topic == cameras[0].topic], "/stereo/left",
+                  predictor, ood)
+    check_outputs(out, [f for f in frames if f.topic == cameras[1].topic], "/stereo/right",
+                  predictor, ood)
+    copied = out["/stereo/left/image_raw"][0][1]  # converted to a ROS 2 Image (no seq)
+    assert not hasattr(copied.header, "seq") and copied.header.frame_id == "stereo_0"
+    np.testing.assert_array_equal(copied.data.reshape(64, 128, 3), frames[0].rgb)
+
+
+def test_mcap_input_to_sqlite3_and_rejected_frames(tmp_path, predictor, ood):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    camera = Camera("/cam/image_raw", "rgb8")
+    frames = write_image_bag(tmp_path / "good", [camera], 3, storage="mcap")
+    types = KILTED.types
+    bad = [types["sensor_msgs/msg/Image"](header=types["std_msgs/msg/Header"](
+        stamp=types["builtin_interfaces/msg/Time"](sec=5, nanosec=0), frame_id="x"),
+        height=4, width=4, encoding=encoding, is_bigendian=0, step=4 * 3,
+        data=np.zeros(n, np.uint8)) for encoding, n in (("bayer_rggb8", 48), ("rgb8", 10))]
+    with AnyReader([tmp_path / "good"]) as reader, \
+            Writer(tmp_path / "in", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection(camera.topic, "sensor_msgs/msg/Image", typestore=KILTED)
+        for connection, timestamp, raw in reader.messages():
+            if connection.topic == camera.topic:
+                writer.write(conn, timestamp, raw)
+        for k, msg in enumerate(bad):
+            writer.write(conn, frames[-1].timestamp + k + 1,
+                         KILTED.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+    summary = process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
+                          ProcessOptions(progress=False, storage="sqlite3"))
+    assert summary["output_format"] == "sqlite3"
+    assert summary["topics"][camera.topic]["rejected"] == {"unknown_encoding": 1,
+                                                          "truncated_data": 1}
+    assert summary["topics"][camera.topic]["messages"] == 5
+    assert "bayer_rggb8" in summary["topics"][camera.topic]["rejection_examples"][
+        "unknown_encoding"]
+    check_outputs(read_back(tmp_path / "out"), frames, "/cam", predictor, ood)
+
+
+class FailingPredictor(Predictor):
+    """Delegates to ``inner`` and raises ``error`` on call number ``at`` (1-based)."""
+
+    backend = "failing"
+
+    def __init__(self, inner: Predictor, at: int, error: BaseException) -> None:
+        self.inner, self.at, self.error, self.calls = inner, at, error, 0
+
+    def predict(self, images):
+        self.calls += 1
+        if self.calls == self.at:
+            raise self.error
+        return self.inner.predict(images)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("injected"), KeyboardInterrupt()])
+@pytest.mark.parametrize("existing", [False, True])
+def test_failure_mid_way_leaves_nothing(tmp_path, predictor, ood, error, existing):
+    write_image_bag(tmp_path / "in", [Camera("/cam/image_raw")], N, storage="mcap")
+    if existing:
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "keep.txt").write_text("previous run")
+    failing = FailingPredictor(predictor, at=3, error=error)
+    with pytest.raises(type(error)):
+        process_bag(tmp_path / "in", tmp_path / "out", failing, ood,
+                    ProcessOptions(progress=False, overwrite=existing))
+    assert failing.calls == 3
+    expected = ["in", "out"] if existing else ["in"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    if existing:
+        assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+
+
+def test_existing_output_refused_then_overwritten(tmp_path, predictor, ood):
+    write_image_bag(tmp_path / "in", [Camera("/cam/image_raw")], 2, storage="mcap")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
+                    ProcessOptions(progress=False))
+    process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
+                ProcessOptions(progress=False, overwrite=True))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "metadata.yaml", TIMELINE_FILE, "out.mcap", SUMMARY_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+
+
+def _truncate(path: Path, keep: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap", "ros1"])
+def test_truncated_or_corrupted_bags_name_the_file(tmp_path, predictor, ood, storage):
+    name = "in.bag" if storage == "ros1" else "in"
+    write_image_bag(tmp_path / name, [Camera("/cam/image_raw")], N, storage=storage)
+    data_file = tmp_path / name if storage == "ros1" else next(
+        p for p in (tmp_path / name).iterdir() if p.suffix in (".db3", ".mcap"))
+    _truncate(data_file, 0.5)
+    with pytest.raises(BagError, match=str(tmp_path / name).replace("\\", "\\\\")) as info:
+        process_bag(tmp_path / name, tmp_path / "out", predictor, ood,
+                    ProcessOptions(progress=False))
+    assert "corrupted" in str(info.value) or "truncated" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_no_image_topic_and_unknown_types(tmp_path, predictor, ood):
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg("uint8[] payload", "my_msgs/msg/Blob"))
+    with Writer(tmp_path / "in", version=9) as writer:
+        conn = writer.add_connection("/blob", "my_msgs/msg/Blob", typestore=store)
+        writer.write(conn, 1, store.serialize_cdr(
+            store.types["my_msgs/msg/Blob"](payload=np.zeros(3, np.uint8)), "my_msgs/msg/Blob"))
+    with pytest.raises(BagError, match=r"no sensor_msgs/msg/Image .*/blob \(my_msgs/msg/Blob\)"):
+        process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
+                    ProcessOptions(progress=False))
+    with pytest.raises(BagError, match=r"'/blob' has message type 'my_msgs/msg/Blob'"):
+        process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
+                    ProcessOptions(progress=False, topics=("/blob",)))
+    with pytest.raises(BagError, match=r"'/nope' is not in the bag"):
+        process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
+                    ProcessOptions(progress=False, topics=("/nope",)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    with pytest.raises(BagError, match="no such bag"):
+        BagReader(tmp_path / "missing")
+
+
+def test_cli_process_bag(tmp_path, student_onnx, capsys):
+    write_image_bag(tmp_path / "in", [Camera("/cam/image_raw")], 3, storage="sqlite3")
+    args = ["process-bag", str(tmp_path / "in"), str(tmp_path / "out"), "--model",
+            str(student_onnx), "--backend", "onnxruntime", "--device", "cpu", "--no-progress",
+            "--pixel-threshold", "0.5", "--frame-threshold", "0.2"]
+    assert cli_main(args) == 0
+    printed = capsys.readouterr().out
+    assert "processed 3 frames, rejected 0" in printed and "/cam/image_raw [cam]" in printed
+    summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert summary["ood"]["pixel_threshold"] == 0.5 and summary["output_format"] == "sqlite3"
+    assert summary["model"]["backend"] == "onnxruntime"
+    assert cli_main(args) == 2  # OUT exists now
+    assert "--overwrite" in capsys.readouterr().err
+    # the manifest of an uncalibrated model has no thresholds: they must be given
+    assert cli_main(args[:-4] + ["--overwrite"]) == 2
+    assert "pixel_threshold" in capsys.readouterr().err
+    with sqlite3.connect(next((tmp_path / "out").glob("*.db3"))) as db:
+        assert db.execute("select count(*) from messages").fetchone()[0] == 3 * 5

@@ -1,0 +1,157 @@
+"""``dudes replay``: the scheduler on a virtual clock, then a real replay into a subscriber."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from dudes_ros.bag.reader import BagError, BagReader
+from dudes_ros.bag.replay import ReplayOptions, playback, replay_topics
+from tests.conftest import REPO
+from tests.helpers.bags import KILTED, T0_NS, Camera, write_image_bag
+
+PERIOD_NS = 100_000_000  # 10 Hz
+
+
+class VirtualClock:
+    """``now``/``sleep`` pair in which sleeping only advances time."""
+
+    def __init__(self) -> None:
+        self.t = 50.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.t += seconds
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp("replay") / "in"
+    frames = write_image_bag(path, [Camera("/cam/image_raw", size=(16, 32))], 10,
+                             storage="sqlite3", period_ns=PERIOD_NS)
+    return path, frames
+
+
+def run_playback(path, options: ReplayOptions, with_clock: bool = False):
+    clock = VirtualClock()
+    sent, clocks = [], []
+    with BagReader(path) as reader:
+        topics = replay_topics(reader, options.topics)
+        count = playback(reader, topics, options,
+                         lambda topic, data, t: sent.append((clock.t, topic, data, t)),
+                         clocks.append if with_clock else None, clock.now, clock.sleep)
+    assert count == len(sent)
+    return sent, clocks
+
+
+def test_schedule_order_rate_and_content(bag):
+    path, frames = bag
+    sent, _ = run_playback(path, ReplayOptions(rate=2.0, topics=("/cam/image_raw",)))
+    assert [t for _, _, _, t in sent] == [f.timestamp for f in frames]
+    start = sent[0][0]
+    for wall, _, _, t in sent:  # due times exactly (t - t0) / rate after the start
+        assert wall - start == pytest.approx((t - T0_NS) / 1e9 / 2.0, abs=1e-9)
+    msg = KILTED.deserialize_cdr(sent[3][2], "sensor_msgs/msg/Image")
+    assert msg.header.frame_id == frames[3].frame_id
+    np.testing.assert_array_equal(msg.data.reshape(16, 32, 3), frames[3].rgb)
+
+
+def test_all_topics_loops_offset_and_clock(bag):
+    path, frames = bag
+    sent, _ = run_playback(path, ReplayOptions())
+    assert sorted({topic for _, topic, _, _ in sent}) == ["/cam/image_raw", "/note"]
+    assert len(sent) == 20
+    sent, clocks = run_playback(path, ReplayOptions(topics=("/cam/image_raw",), loops=2,
+                                                    start_offset=0.45, clock_hz=50.0),
+                                with_clock=True)
+    stamps = [t for _, _, _, t in sent]
+    assert stamps == [f.timestamp for f in frames[5:]] * 2  # frames from 0.45 s on, twice
+    gap = sent[5][0] - sent[4][0]
+    assert gap == pytest.approx(0.05, abs=1e-9)  # the second pass starts right after
+    assert sum(b < a for a, b in zip(clocks, clocks[1:], strict=False)) == 1  # one rewind
+    assert all(T0_NS + 0.45e9 <= c <= frames[-1].timestamp for c in clocks)
+    assert len(clocks) > 2 * len(frames[5:])  # ticks while waiting, not only per message
+
+
+def test_ros1_bag_is_published_as_ros2_cdr(tmp_path):
+    frames = write_image_bag(tmp_path / "in.bag", [Camera("/cam/image_raw", size=(8, 8))], 3,
+                             storage="ros1")
+    sent, _ = run_playback(tmp_path / "in.bag", ReplayOptions(rate=10.0))
+    images = [KILTED.deserialize_cdr(data, "sensor_msgs/msg/Image")
+              for _, topic, data, _ in sent if topic == "/cam/image_raw"]
+    assert [m.header.frame_id for m in images] == [f.frame_id for f in frames]
+    notes = [KILTED.deserialize_cdr(data, "std_msgs/msg/String").data
+             for _, topic, data, _ in sent if topic == "/note"]
+    assert notes == ["note 0", "note 1", "note 2"]
+
+
+def test_bad_requests(bag):
+    path, _ = bag
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        ReplayOptions(rate=0)
+    with BagReader(path) as reader, pytest.raises(BagError, match=r"\['/nope'\]"):
+        replay_topics(reader, ("/nope",))
+    with pytest.raises(BagError, match="no messages"):
+        run_playback(path, ReplayOptions(start_offset=100.0))
+
+
+@pytest.mark.ros
+def test_replay_into_a_subscriber_at_recorded_rate(tmp_path, ros_env):
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+
+    n = 20
+    frames = write_image_bag(tmp_path / "in", [Camera("/cam/image_raw", size=(48, 64))], n,
+                             storage="mcap", period_ns=PERIOD_NS)
+    received: list[tuple[float, str, int, bool]] = []
+    clocks: list[int] = []
+    rclpy.init()
+    try:
+        node = rclpy.create_node("replay_listener")
+
+        def on_image(msg):
+            index = int(msg.header.frame_id.rsplit("_", 1)[1])
+            pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            received.append((time.monotonic(), msg.header.frame_id, stamp,
+                             np.array_equal(pixels, frames[index].rgb)))
+
+        node.create_subscription(Image, "/cam/image_raw", on_image, qos_profile_sensor_data)
+        node.create_subscription(Clock, "/clock", lambda m: clocks.append(
+            m.clock.sec * 10**9 + m.clock.nanosec), 100)
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "dudes_ros.cli", "replay", str(tmp_path / "in"),
+             "--topics", "/cam/image_raw", "--clock", "20", "--wait-for-subscribers", "20"],
+            env=ros_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        deadline = time.monotonic() + 40
+        while replay.poll() is None and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.01)
+        for _ in range(20):
+            executor.spin_once(timeout_sec=0.01)
+        output = replay.communicate(timeout=10)[0]
+        assert replay.returncode == 0, output
+        assert f"published {n} messages" in output
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+    assert [r[1] for r in received] == [f.frame_id for f in frames], "all frames, in order"
+    assert [r[2] for r in received] == [f.sec * 10**9 + f.nanosec for f in frames]
+    assert all(r[3] for r in received), "pixels arrive unchanged"
+    recorded = (frames[-1].timestamp - frames[0].timestamp) / 1e9
+    replayed = received[-1][0] - received[0][0]
+    assert replayed == pytest.approx(recorded, rel=0.10)
+    gaps = np.diff([r[0] for r in received])
+    assert np.median(gaps) == pytest.approx(PERIOD_NS / 1e9, rel=0.10)
+    assert clocks and all(T0_NS <= c <= frames[-1].timestamp for c in clocks)

@@ -1,0 +1,122 @@
+"""Checkpoints: round trip, safe loading, atomic writes, architecture checks; the ensemble."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from dudes_ros.config import ModelConfig, to_dict
+from dudes_ros.model.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
+from dudes_ros.model.ensemble import Ensemble, load_ensemble
+from dudes_ros.model.student import SegmentationNet
+from dudes_ros.uncertainty import ensemble_statistics
+
+TINY = ModelConfig(decoder_channels=8, input_size=(64, 128))
+MEMBER = dataclasses.replace(TINY, uncertainty_head=False)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def make(config: ModelConfig, seed: int) -> SegmentationNet:
+    torch.manual_seed(seed)
+    return SegmentationNet(config).eval()
+
+
+def test_round_trip_restores_identical_outputs(tmp_path) -> None:
+    net = make(TINY, 0)
+    meta = {"seed": 3, "metrics": {"val_miou": 0.5, "iou": [0.1, float("nan")]}, "data": "x"}
+    path = save_checkpoint(tmp_path / "s.pt", net, role="student", metadata=meta)
+    raw = torch.load(path, weights_only=True)  # the safe unpickler accepts every field
+    assert raw["format"] == FORMAT and raw["role"] == "student"
+    assert raw["model_config"] == to_dict(TINY)
+    assert raw["labels"][0] == {"train_id": 0, "id": 7, "name": "road",
+                                "color": [128, 64, 128]}
+    loaded, info = load_model(path)
+    assert loaded.config == TINY and not loaded.training
+    assert info["metadata"]["seed"] == 3 and "state_dict" not in info
+    x = torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        (a, ua), (b, ub) = net(x), loaded(x)
+    assert torch.equal(a, b) and torch.equal(ua, ub)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.pt"]  # no temporary file left behind
+
+
+def test_overwrite_is_atomic_and_failed_save_keeps_previous(tmp_path) -> None:
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, make(MEMBER, 0), role="member", metadata={"v": 1})
+    with pytest.raises(CheckpointError, match=r"metadata\.bad: object"):
+        save_checkpoint(path, make(MEMBER, 1), role="member", metadata={"bad": object()})
+    assert read_checkpoint(path)["metadata"] == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_other_architecture_refused_with_both_configs(tmp_path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", make(MEMBER, 0), role="member", metadata={})
+    other = dataclasses.replace(MEMBER, encoder="resnet34", decoder_channels=16)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path, expected=other)
+    text = str(err.value)
+    assert "['encoder', 'decoder_channels']" in text
+    assert "'encoder': 'resnet18'" in text and "'encoder': 'resnet34'" in text
+    assert "'decoder_channels': 8" in text and "'decoder_channels': 16" in text
+    # Same architecture with another input size / normalisation source is fine.
+    load_model(path, expected=dataclasses.replace(MEMBER, input_size=(128, 256)))
+
+
+def test_not_a_checkpoint_and_missing_file(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nope.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a dudes_ros checkpoint"):
+        load_model(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_model(tmp_path / "junk.pt")
+
+
+def test_corrupted_weights_refused(tmp_path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", make(MEMBER, 0), role="member", metadata={})
+    raw = torch.load(path, weights_only=True)
+    raw["model_config"]["decoder_channels"] = 16
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        load_model(path)
+
+
+def test_ensemble_matches_reference_statistics(tmp_path) -> None:
+    members = [make(MEMBER, s) for s in (1, 2, 3)]
+    for i, m in enumerate(members):
+        save_checkpoint(tmp_path / f"member-{i:02d}" / "best.pt", m, role="member",
+                        metadata={"member_index": i})
+    ensemble = load_ensemble(str(tmp_path / "member-*" / "best.pt"))
+    assert len(ensemble) == 3 and not any(p.requires_grad for p in ensemble.parameters())
+    x = torch.randn(2, 3, 64, 128)
+    with torch.no_grad():
+        logits = ensemble.member_logits(x)
+        reference = torch.stack([m(x)[0] for m in members])
+        stats = ensemble.statistics(x)
+    assert logits.shape == (3, 2, 19, 64, 128)
+    assert torch.equal(logits, reference)
+    expected = ensemble_statistics(reference.softmax(dim=2))
+    assert torch.equal(stats.target_std, expected.target_std)
+    assert torch.equal(stats.prediction, expected.prediction)
+    assert float(stats.target_std.max()) <= 0.5
+
+
+def test_ensemble_refuses_mixed_architectures_and_empty_globs(tmp_path) -> None:
+    wide = dataclasses.replace(MEMBER, decoder_channels=16)
+    with pytest.raises(CheckpointError, match="ensemble member 1 has a different architecture"):
+        Ensemble([make(MEMBER, 0), make(wide, 1)])
+    with pytest.raises(CheckpointError, match="no member checkpoints match"):
+        load_ensemble(str(tmp_path / "member-*" / "best.pt"))

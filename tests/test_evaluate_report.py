@@ -1,0 +1,172 @@
+"""End to end: `dudes evaluate` and `dudes calibrate` on a Cityscapes-layout folder.
+
+Runs on a generated fixture (synthetic street scenes written with real Cityscapes file names
+and labelIds, half of them with an anomaly and its mask) or, when CITYSCAPES_DATASET is set,
+on the first frames of the real val split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+
+from dudes_ros import cli
+from dudes_ros.config import ModelConfig
+from dudes_ros.data.cityscapes import CityscapesDataset
+from dudes_ros.data.synthetic import write_cityscapes_layout
+from dudes_ros.evaluate import metrics as mt
+from dudes_ros.evaluate.calibrate import choose_frame_threshold
+from dudes_ros.model.checkpoint import save_checkpoint
+from dudes_ros.model.student import SegmentationNet, normalize
+from dudes_ros.uncertainty import uncertain_fraction
+
+pytestmark = pytest.mark.cityscapes
+SIZE = (64, 128)
+LIMIT = 4
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    real = os.environ.get("CITYSCAPES_DATASET")
+    if real:
+        return Path(real)
+    root = tmp_path_factory.mktemp("cityscapes")
+    write_cityscapes_layout(root, "val", LIMIT, seed=3, size=SIZE, anomaly_fraction=0.5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("ckpt")
+    tiny = {"decoder_channels": 16, "input_size": SIZE}
+    paths = {"student": save_checkpoint(
+        out / "student.pt", SegmentationNet(ModelConfig(**tiny)), role="student", metadata={})}
+    for i in range(2):
+        net = SegmentationNet(ModelConfig(uncertainty_head=False, **tiny))
+        paths[f"member{i}"] = save_checkpoint(out / f"member{i}.pt", net, role="member",
+                                              metadata={"seed": i})
+    return paths
+
+
+def _student_confusion(ckpt: Path, dataset: CityscapesDataset) -> np.ndarray:
+    """Independent reference: the student's confusion matrix computed frame by frame here."""
+    from dudes_ros.model.checkpoint import load_model
+
+    net, _ = load_model(ckpt)
+    conf = np.zeros((19, 19), np.int64)
+    with torch.no_grad():
+        for i in range(min(LIMIT, len(dataset))):
+            item = dataset[i]
+            x = normalize(torch.from_numpy(item["image"])[None], net.config)
+            x = F.interpolate(x, size=SIZE, mode="bilinear", align_corners=False)
+            probs = net(x)[0].softmax(1)
+            probs = F.interpolate(probs, size=item["labels"].shape, mode="bilinear",
+                                  align_corners=False)
+            pred = probs.argmax(1)[0].numpy()
+            gt = item["labels"]
+            v = gt != 255
+            conf += np.bincount(gt[v].astype(int) * 19 + pred[v], minlength=361).reshape(19, 19)
+    return conf
+
+
+def test_evaluate_report_end_to_end(data_root, checkpoints, tmp_path) -> None:
+    report = tmp_path / "report"
+    rc = cli.main(["evaluate", "--data", str(data_root), "--split", "val",
+                   "--student", str(checkpoints["student"]),
+                   "--teacher", str(checkpoints["member0"]), str(checkpoints["member1"]),
+                   "--input-size", *map(str, SIZE), "--device", "cpu",
+                   "--limit", str(LIMIT), "--examples", "2", "--report", str(report)])
+    assert rc == 0
+    for name in ("report.md", "metrics.json", "reliability.png", "removal_curve.png",
+                 "errors_roc_pr.png", "examples.png"):
+        assert (report / name).stat().st_size > 500, name
+    assert not list(report.glob(".*.tmp"))
+    results = json.loads((report / "metrics.json").read_text())
+    dataset = CityscapesDataset(data_root, "val")
+    frames = min(LIMIT, len(dataset))
+    assert results["frames"] == frames
+
+    # the streamed confusion equals one computed independently, pixel for pixel
+    ref = _student_confusion(checkpoints["student"], dataset)
+    seg = results["models"]["student"]["segmentation"]
+    assert seg["pixels"] == int(ref.sum())
+    assert seg["miou"] == pytest.approx(mt.mean_iou(ref), abs=1e-12)
+    assert seg["pixel_accuracy"] == pytest.approx(np.trace(ref) / ref.sum(), abs=1e-12)
+
+    rows = {r["method"]: r for r in results["comparison"]}
+    assert set(rows) == {"student_u", "teacher_std", "teacher_entropy", "teacher_mi",
+                         "member_max_softmax", "member_entropy"}
+    assert [rows[m]["forward_passes"] for m in ("student_u", "teacher_std", "member_entropy")] \
+        == [1, 2, 1]
+    for row in rows.values():
+        assert row["latency_ms"] > 0 and 0.0 <= row["ece"] <= 1.0
+        accuracy = results["models"][row["model"]]["segmentation"]["pixel_accuracy"]
+        if 0.0 < accuracy < 1.0:
+            assert 0.0 <= row["error_auroc"] <= 1.0
+        else:  # an untrained net may be right (or wrong) everywhere: AUROC is undefined
+            assert row["error_auroc"] is None
+    # the member baseline is teacher member 0: same predictions as a one-member model
+    assert results["models"]["member"]["segmentation"]["pixels"] == seg["pixels"]
+
+    agreement = results["student_vs_teacher"]
+    total_pixels = sum(dataset[i]["labels"].size for i in range(frames))
+    assert agreement["pixels"] == total_pixels
+    assert -1.0 <= agreement["pearson_r"] <= 1.0 and agreement["rmse"] >= 0.0
+
+    # anomaly pixels in the fixture: every mask pixel of the evaluated frames is a positive
+    positives = sum(int(dataset[i]["anomaly"].sum()) for i in range(frames)
+                    if dataset[i]["anomaly"] is not None)
+    ood = results["methods"]["student_u"]["ood"]
+    assert ood["pixel"]["positives"] == positives
+    if positives:
+        assert (report / "anomaly_roc_pr.png").is_file()
+    text = (report / "report.md").read_text()
+    assert "| student_u | 1 |" in text and "![reliability diagram](reliability.png)" in text
+    curve = results["methods"]["student_u"]["errors"]["removal_curve"]
+    assert [p["removed"] for p in curve] == [round(0.1 * i, 1) for i in range(10)]
+    assert curve[0]["miou"] == pytest.approx(seg["miou"], abs=1e-9)
+
+
+def test_choose_frame_threshold_exact() -> None:
+    scores = np.arange(200) / 200.0  # 0 .. 0.995
+    t, rate = choose_frame_threshold(scores, 0.01)  # 2 of 200 may exceed
+    assert t == pytest.approx(0.985) and rate == pytest.approx(0.01)
+    t, rate = choose_frame_threshold(np.array([0.1, 0.2, 0.3]), 0.01)  # too few frames
+    assert t == 0.3 and rate == 0.0
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        choose_frame_threshold(scores, 1.5)
+
+
+def test_calibrate_writes_manifest(data_root, checkpoints, tmp_path) -> None:
+    from dudes_ros.export.manifest import load_manifest
+    from dudes_ros.export.onnx_export import export_onnx
+    from dudes_ros.inference.factory import create_predictor
+    from dudes_ros.model.checkpoint import load_model
+
+    net, _ = load_model(checkpoints["student"])
+    onnx = tmp_path / "student.onnx"
+    export_onnx(net, onnx, parity_shapes=[(1, *SIZE)])
+    rc = cli.main(["calibrate", str(onnx), "--data", str(data_root), "--split", "val",
+                   "--false-alarm-rate", "0.5", "--limit", str(LIMIT), "--backend",
+                   "onnxruntime", "--device", "cpu"])
+    assert rc == 0
+    ood = load_manifest(onnx)["ood"]
+    dataset = CityscapesDataset(data_root, "val")
+    in_domain = [i for i in range(min(LIMIT, len(dataset)))
+                 if dataset[i]["anomaly"] is None or not dataset[i]["anomaly"].any()]
+    assert ood["data"]["frames"] == len(in_domain)
+    assert ood["target_false_alarm_rate"] == 0.5 and ood["false_alarm_rate"] <= 0.5
+    assert 0.0 <= ood["pixel_threshold"] <= 1.0
+    # the node's own frame score at the written thresholds reproduces the stated rate
+    with create_predictor(onnx, backend="onnxruntime", device="cpu") as predictor:
+        scores = [uncertain_fraction(predictor.predict(dataset[i]["image"][None])[1][0],
+                                     ood["pixel_threshold"]) for i in in_domain]
+    assert np.mean(np.array(scores) > ood["frame_threshold"]) == pytest.approx(
+        ood["false_alarm_rate"], abs=1e-12)

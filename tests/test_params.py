@@ -1,0 +1,87 @@
+"""Node parameters: one table, validation naming the value, YAML defaults equal to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import yaml
+
+from dudes_ros.config import ConfigError
+from dudes_ros.ros.params import (
+    BY_NAME,
+    PARAMETERS,
+    NodeConfig,
+    check_change,
+    declare_parameters,
+    read_values,
+)
+from tests.conftest import REPO
+
+YAML = REPO / "config" / "dudes_node.yaml"
+
+
+def test_node_config_mirrors_the_table():
+    assert [f.name for f in dataclasses.fields(NodeConfig)] == [s.field for s in PARAMETERS]
+    config = NodeConfig.from_values({})
+    assert config.cameras == () and config.camera_names == [""]
+    assert math.isnan(config.ood_pixel_threshold) and config.autostart is True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.backend = "torch"
+    assert all(spec.description for spec in PARAMETERS)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"backend": "warp"}, "parameter backend: invalid value 'warp'; expected one of"),
+    ({"ood.pixel_threshold": -0.5}, "parameter ood.pixel_threshold: invalid value -0.5"),
+    ({"ood.frame_threshold": 1.5}, "parameter ood.frame_threshold: invalid value 1.5"),
+    ({"qos.depth": 0}, "parameter qos.depth: invalid value 0; expected a number >= 1"),
+    ({"qos.reliability": "sometimes"}, "parameter qos.reliability: invalid value 'sometimes'"),
+    ({"cameras": ["front", "front"]}, "parameter cameras: invalid value ['front', 'front']"),
+    ({"cameras": ["front/left"]}, "parameter cameras: invalid value ['front/left']"),
+    ({"max_pixels": "many"}, "parameter max_pixels: invalid value 'many'; expected a int"),
+    ({"device": "gpu"}, "parameter device: invalid value 'gpu'"),
+    ({"colour": True}, "unknown parameter(s) ['colour']"),
+])
+def test_bad_values_are_named(values, message):
+    with pytest.raises(ConfigError) as info:
+        NodeConfig.from_values(values)
+    assert message in str(info.value)
+
+
+def test_runtime_changes():
+    assert check_change("ood.frame_threshold", 0.2, configured=True) is None
+    assert check_change("ood.frame_threshold", math.nan, configured=True) is None
+    assert "invalid value -1.0" in check_change("ood.frame_threshold", -1.0, configured=True)
+    reason = check_change("backend", "torch", configured=True)
+    assert "cannot change while the node is configured" in reason
+    assert check_change("backend", "torch", configured=False) is None
+    assert check_change("use_sim_time", True, configured=True) is None
+
+
+def test_yaml_defaults_equal_the_declared_defaults():
+    loaded = yaml.safe_load(YAML.read_text())["/**"]["ros__parameters"]
+    assert set(loaded) == set(BY_NAME) - {"cameras"}  # an empty list cannot be written there
+    for name, value in loaded.items():
+        default = BY_NAME[name].default
+        assert (math.isnan(value) and math.isnan(default)) if isinstance(default, float) and \
+            math.isnan(default) else value == default, name
+
+
+def test_rcl_reads_the_yaml_into_the_declared_parameters():
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(YAML), "-p", "qos.depth:=4",
+                     "-p", "cameras:=[a, b]"], context=context)
+    try:
+        node = rclpy.create_node("dudes_node", context=context)
+        declare_parameters(node)
+        config = NodeConfig.from_values(read_values(node))
+        assert config.qos_depth == 4 and config.cameras == ("a", "b")
+        assert config.qos_reliability == "best_effort" and math.isnan(config.ood_frame_threshold)
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

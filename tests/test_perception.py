@@ -1,0 +1,121 @@
+"""PerceptionCore: batching by resolution, confidence, OOD score and per-camera hysteresis."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dudes_ros.config import ConfigError
+from dudes_ros.inference.predictor import Predictor, check_batch
+from dudes_ros.perception import OodConfig, PerceptionCore, confidence_image
+
+
+class RedIsUncertainPredictor(Predictor):
+    """Test-only predictor whose output is a function of the pixels: label = green % 19,
+    uncertainty = red / 255. Records the batch shapes it was called with."""
+
+    backend = "test"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, ...]] = []
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_batch(images)
+        self.calls.append(images.shape)
+        return images[..., 1] % 19, images[..., 0].astype(np.float32) / 255.0
+
+
+def frame(h: int, w: int, red_fraction: float, green: int = 5) -> np.ndarray:
+    """uint8 [h, w, 3]: the first ``red_fraction`` of rows have red 255 (u = 1), else red 0."""
+    image = np.zeros((h, w, 3), np.uint8)
+    image[: round(h * red_fraction), :, 0] = 255
+    image[..., 1] = green
+    return image
+
+
+OOD = OodConfig(pixel_threshold=0.5, frame_threshold=0.2, raise_after=2, clear_after=3)
+
+
+def test_outputs_follow_the_predictor_exactly():
+    core = PerceptionCore(RedIsUncertainPredictor(), OOD, [""])
+    image = np.random.default_rng(1).integers(0, 256, (8, 10, 3), dtype=np.uint8)
+    result = core.process({"": image})[""]
+    u = image[..., 0].astype(np.float32) / 255.0
+    np.testing.assert_array_equal(result.labels, image[..., 1] % 19)
+    np.testing.assert_array_equal(result.uncertainty, u)
+    np.testing.assert_array_equal(result.confidence, np.round(255 * (1 - u)).astype(np.uint8))
+    assert result.ood_score == result.uncertain_fraction == np.mean(u > 0.5)
+    assert result.inference_ms >= 0.0
+
+
+def test_confidence_is_rounded_and_clipped():
+    u = np.array([[0.0, 1.0, 0.5, 1.0 / 255, -0.2, 1.3]], np.float32)
+    np.testing.assert_array_equal(confidence_image(u), [[255, 0, 128, 254, 255, 0]])
+
+
+def test_same_resolution_frames_share_one_batch_and_others_get_their_own():
+    predictor = RedIsUncertainPredictor()
+    core = PerceptionCore(predictor, OOD, ["front", "left", "rear"])
+    results = core.process({"rear": frame(4, 6, 0.0, green=3), "front": frame(4, 6, 0.5),
+                            "left": frame(8, 4, 1.0, green=7)})
+    assert sorted(predictor.calls) == [(1, 8, 4, 3), (2, 4, 6, 3)]
+    assert list(results) == ["front", "left", "rear"]
+    assert results["front"].ood_score == 0.5 and results["left"].ood_score == 1.0
+    assert results["rear"].ood_score == 0.0 and (results["rear"].labels == 3).all()
+    assert results["left"].labels.shape == (8, 4) and (results["left"].labels == 7).all()
+
+
+def test_alarm_is_debounced_per_camera():
+    core = PerceptionCore(RedIsUncertainPredictor(), OOD, ["a", "b"])
+    anomaly_a = [0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0]  # frames where camera a sees the anomaly
+    alarms_a, alarms_b = [], []
+    for seen in anomaly_a:
+        out = core.process({"a": frame(10, 4, 0.6 if seen else 0.1), "b": frame(10, 4, 0.1)})
+        alarms_a.append(out["a"].alarm)
+        alarms_b.append(out["b"].alarm)
+    # raised on the 2nd frame over threshold, cleared on the 3rd frame under it
+    assert alarms_a == [False, False, False, True, True, True, True, True, False, False, False]
+    assert not any(alarms_b)
+
+
+def test_a_missing_camera_keeps_its_state():
+    core = PerceptionCore(RedIsUncertainPredictor(), OOD, ["a", "b"])
+    for _ in range(2):
+        core.process({"a": frame(10, 4, 0.9)})
+    assert core.process({"b": frame(10, 4, 0.0)}).keys() == {"b"}
+    assert core.process({"a": frame(10, 4, 0.9)})["a"].alarm
+
+
+def test_thresholds_change_at_run_time():
+    core = PerceptionCore(RedIsUncertainPredictor(), OOD, [""])
+    assert not core.process({"": frame(10, 4, 0.3)})[""].alarm
+    core.update_ood(frame_threshold=0.25, raise_after=1)
+    assert core.process({"": frame(10, 4, 0.3)})[""].alarm
+    core.reset()
+    assert core.process({"": frame(10, 4, 0.0)})[""].alarm is False
+
+
+def test_bad_inputs_name_what_was_wrong():
+    core = PerceptionCore(RedIsUncertainPredictor(), OOD, ["a"])
+    with pytest.raises(ValueError, match=r"unknown camera\(s\) \['x'\]"):
+        core.process({"x": frame(4, 4, 0)})
+    with pytest.raises(ValueError, match="camera 'a': expected RGB uint8"):
+        core.process({"a": np.zeros((4, 4), np.uint8)})
+    with pytest.raises(ValueError, match="distinct"):
+        PerceptionCore(RedIsUncertainPredictor(), OOD, ["a", "a"])
+
+
+def test_ood_config_from_calibration_and_overrides():
+    calibration = {"pixel_threshold": 0.3, "frame_threshold": 0.02, "false_alarm_rate": 0.01}
+    assert OodConfig.from_calibration(calibration) == OodConfig(0.3, 0.02)
+    got = OodConfig.from_calibration(calibration, pixel_threshold=math.nan, frame_threshold=0.1,
+                                     raise_after=4)
+    assert got == OodConfig(0.3, 0.1, raise_after=4)
+    with pytest.raises(ConfigError, match=r"ood.frame_threshold: .*manifest has no OOD"):
+        OodConfig.from_calibration({"pixel_threshold": 0.3, "frame_threshold": None})
+    with pytest.raises(ConfigError, match=r"ood.pixel_threshold: invalid value -0.1"):
+        OodConfig.from_calibration(calibration, pixel_threshold=-0.1)
+    with pytest.raises(ConfigError, match=r"ood.clear_after: invalid value 0"):
+        OodConfig(0.3, 0.1, clear_after=0)

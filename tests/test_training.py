@@ -1,0 +1,222 @@
+"""Tiny end-to-end DUDES training: members, student, checkpoints, exact resume, DDP, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from dudes_ros.cli import main as cli_main
+from dudes_ros.config import ConfigError, ModelConfig
+from dudes_ros.model.checkpoint import CheckpointError, load_model, read_checkpoint
+from dudes_ros.train.config import DataConfig, Recipe, SyntheticDataConfig, TrainConfig
+from dudes_ros.train.data import STAMP, build_datasets
+from dudes_ros.train.recipes import load_recipe
+from dudes_ros.train.student import train_student
+from dudes_ros.train.teacher import train_member
+
+SIZE = (64, 128)
+SYNTHETIC = SyntheticDataConfig(train_count=16, val_count=4, size=SIZE, seed=5)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 train + 4 val synthetic street scenes at 64x128, rendered once per module."""
+    root = tmp_path_factory.mktemp("street") / "synthetic"
+    build_datasets(DataConfig(source="synthetic", root=str(root), crop_size=SIZE,
+                              synthetic=SYNTHETIC), root.parent)
+    return root
+
+
+def tiny_recipe(root: Path, **schedule) -> Recipe:
+    train = TrainConfig(**{"epochs": 3, "batch_size": 4, "lr": 0.01, **schedule})
+    return Recipe(
+        name="tiny", members=2, seed=7,
+        model=ModelConfig(decoder_channels=16, input_size=SIZE),
+        data=DataConfig(source="synthetic", root=str(root), crop_size=SIZE, num_workers=0,
+                        val_batch_size=4, synthetic=SYNTHETIC),
+        teacher=train, student=train)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def test_members_and_student_train_and_round_trip(data_root: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(data_root)
+    member_losses: list[list[float]] = [[], []]
+    for i in range(2):
+        best = train_member(recipe, i, tmp_path, device="cpu",
+                            on_step=lambda s, loss, i=i: member_losses[i].append(loss))
+        assert best == tmp_path / f"member-{i:02d}" / "best.pt"
+        model, info = load_model(best)
+        assert model.uncertainty_head is None and info["role"] == "member"
+        meta = info["metadata"]
+        assert (meta["member_index"], meta["seed"], meta["recipe"]) == (i, 7 + i, "tiny")
+        assert meta["data"]["train_images"] == 16
+        assert 0.0 <= meta["best_val_miou"] <= 1.0
+        last = read_checkpoint(tmp_path / f"member-{i:02d}" / "last.pt")
+        assert last["metadata"]["step"] == 12 and len(last["metadata"]["history"]) == 3
+    for losses in member_losses:
+        assert len(losses) == 12
+        assert mean(losses[-3:]) < 0.8 * mean(losses[:3])
+    # Different seeds -> different members.
+    a, b = (load_model(tmp_path / f"member-{i:02d}" / "best.pt")[0] for i in range(2))
+    assert not torch.equal(a.segmentation_head[0].weight, b.segmentation_head[0].weight)
+
+    student_losses: list[float] = []
+    best = train_student(recipe, None, tmp_path, device="cpu",
+                         on_step=lambda s, loss: student_losses.append(loss))
+    assert mean(student_losses[-3:]) < 0.8 * mean(student_losses[:3])
+    student, info = load_model(best)
+    meta = info["metadata"]
+    assert info["role"] == "student" and meta["members"] == 2
+    assert meta["teacher_members"] == [str(tmp_path / f"member-{i:02d}" / "best.pt")
+                                      for i in range(2)]
+    metrics = meta["metrics"]
+    assert {"val_miou", "teacher_val_miou", "u_pearson"} <= set(metrics)
+    assert -1.0 <= metrics["u_pearson"] <= 1.0
+    with torch.no_grad():
+        logits, u = student(torch.randn(1, 3, *SIZE))
+    assert logits.shape == (1, 19, *SIZE) and u.shape == (1, 1, *SIZE)
+    assert 0.0 <= float(u.min()) and float(u.max()) <= 1.0
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_is_bitwise_identical(data_root: Path,
+                                                        tmp_path: Path) -> None:
+    recipe = tiny_recipe(data_root, max_steps=10, checkpoint_every=3)
+    straight: list[tuple[int, float]] = []
+    train_member(recipe, 0, tmp_path / "straight", device="cpu",
+                 on_step=lambda s, loss: straight.append((s, loss)))
+
+    def stop_at_7(step: int, loss: float) -> None:
+        if step == 7:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        train_member(recipe, 0, tmp_path / "resumed", device="cpu", on_step=stop_at_7)
+    ckpt = read_checkpoint(tmp_path / "resumed" / "member-00" / "last.pt")
+    state = ckpt["training_state"]
+    assert (state["step"], state["epoch"], state["epoch_step"]) == (6, 1, 2)
+    lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]
+    assert lrs == pytest.approx([0.01 * 0.4 ** 0.9, 0.1 * 0.4 ** 0.9])  # poly, 10x heads
+
+    resumed: list[tuple[int, float]] = []
+    train_member(recipe, 0, tmp_path / "resumed", device="cpu",
+                 on_step=lambda s, loss: resumed.append((s, loss)))
+    assert resumed == straight[6:]  # steps 7..10 with bitwise-equal losses
+    a = read_checkpoint(tmp_path / "straight" / "member-00" / "last.pt")
+    b = read_checkpoint(tmp_path / "resumed" / "member-00" / "last.pt")
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    assert a["metadata"]["history"] == b["metadata"]["history"]
+
+
+def test_resume_with_another_architecture_is_refused(data_root: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(data_root, max_steps=1)
+    train_member(recipe, 0, tmp_path, device="cpu")
+    wider = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model,
+                                                                  decoder_channels=32))
+    with pytest.raises(CheckpointError) as err:
+        train_member(wider, 0, tmp_path, device="cpu")
+    text = str(err.value)
+    assert "['decoder_channels']" in text
+    assert "'decoder_channels': 16" in text and "'decoder_channels': 32" in text
+    with pytest.raises(ValueError, match="member index 2 is out of range"):
+        train_member(recipe, 2, tmp_path, device="cpu")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, port: int, root: str, out: str) -> None:
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    losses: list[float] = []
+    train_member(tiny_recipe(Path(root), max_steps=3), 0, out, device="cpu",
+                 on_step=lambda s, loss: losses.append(loss))
+    Path(out, f"rank{rank}.json").write_text(json.dumps(losses))
+
+
+def test_two_process_ddp_gloo(data_root: Path, tmp_path: Path) -> None:
+    mp.spawn(_ddp_worker, args=(_free_port(), str(data_root), str(tmp_path)), nprocs=2)
+    losses = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert len(losses[0]) == len(losses[1]) == 3
+    assert losses[0] != losses[1]  # each rank trained on its own shard
+    ckpt = read_checkpoint(tmp_path / "member-00" / "last.pt")
+    meta = ckpt["metadata"]
+    assert meta["world_size"] == 2 and meta["step"] == 3 and meta["total_steps"] == 3
+    # Global batch 4 over 2 processes: 16 images / 2 ranks / 2 per rank = 4 steps per epoch.
+    assert ckpt["training_state"]["epoch_step"] == 0 and ckpt["training_state"]["epoch"] == 1
+    files = sorted(p.name for p in (tmp_path / "member-00").iterdir())
+    assert files == ["best.pt", "last.pt"]
+
+
+def test_cli_trains_member_from_recipe_file(data_root: Path, tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps({
+        "name": "tiny-cli", "members": 1,
+        "model": {"decoder_channels": 8, "input_size": list(SIZE)},
+        "data": {"crop_size": list(SIZE), "num_workers": 0, "val_batch_size": 4},
+        "teacher": {"batch_size": 4, "lr": 0.01}}))
+    code = cli_main(["train-teacher", "--recipe", str(recipe), "--member-index", "0",
+                     "--out", str(tmp_path / "run"), "--data-root", str(data_root),
+                     "--max-steps", "2", "--device", "cpu", "--seed", "3"])
+    assert code == 0
+    assert "member 0: best checkpoint" in capsys.readouterr().out
+    meta = read_checkpoint(tmp_path / "run" / "member-00" / "last.pt")["metadata"]
+    assert (meta["step"], meta["seed"], meta["recipe"]) == (2, 3, "tiny-cli")
+
+
+def test_bundled_recipes_hold_the_paper_settings() -> None:
+    paper = load_recipe("cityscapes")
+    assert paper.members == 10 and paper.model.decoder_channels == 256
+    assert paper.model.atrous_rates == (12, 24, 36) and paper.model.output_stride == 16
+    assert paper.data.crop_size == (768, 768) and paper.data.scale_range == (0.5, 2.0)
+    for schedule, lr in ((paper.teacher, 0.1), (paper.student, 0.01)):
+        assert (schedule.lr, schedule.head_lr_factor, schedule.momentum) == (lr, 10.0, 0.9)
+        assert (schedule.weight_decay, schedule.poly_power) == (5e-4, 0.9)
+        assert (schedule.epochs, schedule.batch_size, schedule.amp) == (200, 16, True)
+    assert paper.student.uncertainty_weight == 1.0
+    synthetic = load_recipe("synthetic")
+    assert synthetic.members == 5 and synthetic.data.source == "synthetic"
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        load_recipe("nope")
+
+
+def test_synthetic_data_rendered_once_and_mismatch_refused(data_root: Path) -> None:
+    stamp = data_root / STAMP
+    before = stamp.stat().st_mtime_ns
+    config = DataConfig(source="synthetic", root=str(data_root), crop_size=SIZE,
+                        synthetic=SYNTHETIC)
+    train, val, meta = build_datasets(config, data_root.parent)
+    assert (len(train), len(val)) == (16, 4) and stamp.stat().st_mtime_ns == before
+    assert meta["synthetic"]["size"] == list(SIZE) and meta["source"] == "synthetic"
+    train_paths = {Path(p).name for p, *_ in train.samples}
+    val_paths = {Path(p).name for p, *_ in val.samples}
+    assert train[0]["image"].shape == (*SIZE, 3)
+    assert not np.array_equal(train[0]["image"], val[0]["image"])
+    assert len(train_paths) == 16 and len(val_paths) == 4
+    other = dataclasses.replace(config, synthetic=dataclasses.replace(SYNTHETIC, seed=6))
+    with pytest.raises(ConfigError, match="rendered with"):
+        build_datasets(other, data_root.parent)
