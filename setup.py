@@ -17,11 +17,12 @@ RUNTIME = [
     "onnxruntime>=1.17",
     "rosbags>=0.10",
     "rosbags-image>=0.10",
+    "scikit-image>=0.22",  # public-domain photos for synthetic anomalies (demo, data)
 ]
 EXTRAS = {
     "torch": ["torch>=2.1", "torchvision>=0.16", "segmentation-models-pytorch>=0.5",
               "onnx>=1.16", "onnxscript>=0.1"],
-    "eval": ["scikit-learn>=1.3", "torchmetrics>=1.0", "scikit-image>=0.22",
+    "eval": ["scikit-learn>=1.3", "torchmetrics>=1.0",
              "cityscapesscripts>=2.2"],
     "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "mcap>=1.1",
              "mcap-ros2-support>=0.5"],
