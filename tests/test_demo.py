@@ -316,3 +316,20 @@ def test_arguments_parse_size_and_refuse_bad_values() -> None:
         parser.parse_args(["--size", "128"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--rate", "0"])
+
+
+@pytest.mark.ros
+def test_a_node_that_fails_to_configure_is_reported_and_nothing_is_left(
+        tiny_model: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    bad.with_suffix(".json").write_text(tiny_model.with_suffix(".json").read_text())
+    assert cv2.imwrite(str(tmp_path / "frame.png"), np.zeros((32, 48, 3), np.uint8))
+    out = tmp_path / "out"
+    code = cli.main(["demo", "--model", str(bad), "--images", str(tmp_path), "--output",
+                     str(out), "--pixel-threshold", "0.5", "--frame-threshold", "0.5",
+                     "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "the dudes node exited with code 1" in err and "configure failed" in err
+    assert not out.exists() and not list(tmp_path.glob("out.partial-*"))
