@@ -13,16 +13,13 @@ _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 def share_directory() -> Path:
     """The package's share folder: from the ament index (colcon install or sourced workspace,
     or a pip install into a prefix listed in AMENT_PREFIX_PATH), else this interpreter's
-    prefix, else the source checkout (editable installs)."""
-    from ament_index_python.packages import (
-        PackageNotFoundError,
-        get_package_share_directory,
-    )
-
+    prefix, else the source checkout (editable installs, training machines without ROS)."""
     if os.environ.get("AMENT_PREFIX_PATH"):
         try:
+            from ament_index_python.packages import get_package_share_directory
+
             return Path(get_package_share_directory(PACKAGE))
-        except PackageNotFoundError:
+        except (ImportError, LookupError):  # PackageNotFoundError is a KeyError
             pass
     prefix_share = Path(sys.prefix) / "share" / PACKAGE
     if (prefix_share / "package.xml").is_file():
