@@ -155,7 +155,7 @@ class DudesNode(Node):
         self.calibration: dict | None = None
         self.stats = Stats()
         self._cameras: dict[str, _Camera] = {}
-        self._subscriptions: list[Any] = []
+        self._image_subscriptions: list[Any] = []
         self._diagnostics_pub = None
         self._diagnostics_timer = None
         self._mailbox: Mailbox | None = None
@@ -207,7 +207,7 @@ class DudesNode(Node):
                 msg_type, name = CompressedImage, topic(camera, "image/compressed")
             else:
                 msg_type, name = Image, topic(camera, "image")
-            self._subscriptions.append(self.create_subscription(
+            self._image_subscriptions.append(self.create_subscription(
                 msg_type, name, lambda msg, c=camera: self._on_image(c, msg), qos))
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="dudes_worker", daemon=True)
@@ -257,9 +257,9 @@ class DudesNode(Node):
 
     def _stop_streaming(self) -> None:
         self._active = False
-        for sub in self._subscriptions:
+        for sub in self._image_subscriptions:
             self.destroy_subscription(sub)
-        self._subscriptions = []
+        self._image_subscriptions = []
         self._stop.set()
         if self._mailbox is not None:
             self._mailbox.close()
