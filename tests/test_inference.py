@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 
@@ -168,3 +169,12 @@ def test_tensorrt_matches_onnxruntime_and_rebuilds_corrupt_engine(predictors, st
     assert again.outcome.built and "sha256" in again.outcome.reason
     cached = create_predictor(onnx_path, backend="tensorrt", **options)
     assert not cached.outcome.built
+
+
+def test_build_engine_command_without_tensorrt(student_files, capsys):
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed; the real build is covered by the tensorrt test")
+    from dudes_ros.cli import main as dudes
+
+    assert dudes(["build-engine", str(student_files[1]), "--precision", "fp16"]) == 2
+    assert "tensorrt Python package is not installed" in capsys.readouterr().err

@@ -48,15 +48,13 @@ def default_parity_shapes(input_size: Sequence[int]) -> list[tuple[int, int, int
 
 
 def parity_images(batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """``uint8 [B, H, W, 3]`` test frames: synthetic street scenes where the generator exists,
-    else smooth coloured noise (blurred so the network sees structure, not only texture)."""
-    try:
-        from dudes_ros.data.synthetic import render_scene
-    except ImportError:
-        render_scene = None
+    """``uint8 [B, H, W, 3]`` test frames: synthetic street scenes (at least 16x16), else
+    smooth coloured noise (blurred so the network sees structure, not only texture)."""
+    from dudes_ros.data.synthetic import render_scene
+
     frames = []
     for i in range(batch):
-        if render_scene is not None:
+        if min(height, width) >= 16:  # the street generator's smallest size
             frames.append(render_scene(seed + i, size=(height, width)).image)
             continue
         rng = np.random.default_rng(seed + i)

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dudes_ros.export.manifest import load_manifest, sha256_file
+from dudes_ros.export.manifest import ManifestError, load_manifest, sha256_file
 from dudes_ros.inference.predictor import Predictor, check_batch
 
 LOG = logging.getLogger(__name__)
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, corrupt or does not match its manifest; names the file."""
+class ModelFileError(ManifestError):
+    """A model file is missing, corrupt or does not match its manifest; names the file.
+    (A ``ManifestError``, so callers that handle bad model manifests handle this too.)"""
 
 
 def check_onnx_file(onnx_path: Path) -> tuple[dict, str]:

@@ -68,9 +68,13 @@ def _check_size(height: int, width: int, max_pixels: int) -> None:
 
 def _buffer(data: Any) -> np.ndarray:
     """The message's byte buffer as a flat uint8 array, without copying when possible."""
-    if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8)
-    return np.frombuffer(data, dtype=np.uint8)
+    try:
+        if isinstance(data, np.ndarray):
+            return data.reshape(-1).view(np.uint8)
+        return np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError) as exc:
+        raise ImageRejected("bad_data", f"data is a {type(data).__name__}; expected bytes, an "
+                            "array.array or a numpy array of uint8") from exc
 
 
 def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -81,7 +85,11 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
         raise ImageRejected("unknown_encoding", f"encoding {encoding!r} is not supported; "
                             f"expected one of {sorted(INPUT_ENCODINGS)}")
     channels, depth, _ = INPUT_ENCODINGS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    try:
+        height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    except (TypeError, ValueError) as exc:
+        raise ImageRejected("bad_fields", f"height {msg.height!r}, width {msg.width!r}, step "
+                            f"{msg.step!r}; expected integers") from exc
     _check_size(height, width, max_pixels)
     row_bytes = width * channels * depth
     if step < row_bytes:
@@ -90,6 +98,9 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     data = _buffer(msg.data)
     if data.size < step * height:
         raise ImageRejected("truncated_data", f"data has {data.size} bytes; expected at least "
+                            f"step*height = {step}*{height} = {step * height}")
+    if data.size > step * height:  # height, width or step disagree with the buffer
+        raise ImageRejected("oversized_data", f"data has {data.size} bytes; expected exactly "
                             f"step*height = {step}*{height} = {step * height}")
     rows = data[: step * height].reshape(height, step)[:, :row_bytes]
     if depth == 1:

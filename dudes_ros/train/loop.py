@@ -165,6 +165,8 @@ class Trainer:
                                      num_workers=data_config.num_workers,
                                      pin_memory=ctx.device.type == "cuda")
         self.amp = train_config.amp and ctx.device.type == "cuda"
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels
         self.optimizer = torch.optim.SGD(
             self.net.parameter_groups(train_config.lr, train_config.head_lr_factor),
             lr=train_config.lr, momentum=train_config.momentum,
