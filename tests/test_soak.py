@@ -21,10 +21,10 @@ def test_soak_60_seconds(tmp_path):
     # the node saw (nearly) every frame: the Fast DDS large-image profile delivers them
     assert results["node_frames_in"] >= 0.95 * results["frames_sent"], summary
     # nothing vanished inside the node: every frame it got was processed or counted as dropped
+    # (the last /diagnostics comes seconds after the last frame, so nothing is in flight)
     accounted = (results["node_processed"] + results["node_dropped_superseded"]
                  + results["node_dropped_stale"] + results["node_rejected"])
-    assert results["node_frames_in"] - accounted in (0, 1, 2), summary  # <= one per camera in
-    # flight when the last /diagnostics was sent
+    assert results["node_frames_in"] == accounted, summary
     assert results["outputs_received"] == results["node_processed"] > 60, summary
     assert results["node_rejected"] == results["node_errors"] == 0, summary
     assert results["end_to_end_ms"]["max"] <= results["age_bound_ms"], summary

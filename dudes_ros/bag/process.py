@@ -218,8 +218,13 @@ def run(args: argparse.Namespace) -> int:
         ood = ood_from_args(args)
         with create_predictor(args.model, backend=args.backend, device=args.device) as predictor:
             summary = process_bag(args.input, args.output, predictor, ood, options)
-    except (BagError, ConfigError, ManifestError, FileExistsError, FileNotFoundError) as exc:
+    except (BagError, ConfigError, ManifestError, FileExistsError, FileNotFoundError,
+            NotADirectoryError, PermissionError) as exc:
         print(f"dudes process-bag: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only filesystem, I/O error while writing
+        print(f"dudes process-bag: error: {exc} while processing {args.input} into "
+              f"{args.output}; nothing was written to {args.output}", file=sys.stderr)
         return 2
     print(format_summary(summary))
     print(f"wrote {args.output} ({summary['output_format']}) with {SUMMARY_FILE} and "

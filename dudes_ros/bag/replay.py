@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -121,14 +122,26 @@ def _wait(due: float, origin: int, pass_start: float, rate: float,
             clock(origin + int((now() - pass_start) * rate * 1e9))
 
 
+MSGTYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*/msg/[A-Za-z][A-Za-z0-9_]*")
+
+
 def message_class(msgtype: str) -> type:
-    """The rclpy message class of ``pkg/msg/Name``; ImportError when not installed."""
+    """The rclpy message class of ``pkg/msg/Name``; ImportError when not installed.
+
+    ``msgtype`` comes from the bag file, so only names of that exact form are looked up (an
+    ``<identifier>.msg`` module), and the result must be a ROS message class.
+    """
+    if not MSGTYPE.fullmatch(msgtype):
+        raise ImportError(f"message type {msgtype!r} is not of the form package/msg/Name")
     package, kind, name = msgtype.split("/")
     try:
-        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+        cls = getattr(importlib.import_module(f"{package}.{kind}"), name)
     except (ImportError, AttributeError) as exc:
         raise ImportError(f"no Python message class for {msgtype} ({exc}); install the ROS "
                           f"package {package}") from exc
+    if not hasattr(cls, "get_fields_and_field_types"):
+        raise ImportError(f"{package}.{kind}.{name} is not a ROS message class")
+    return cls
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,9 +15,20 @@ def staging_dir(destination: Path) -> Path:
 
 
 def check_destination(destination: Path, overwrite: bool) -> None:
-    """Refuse an existing ``destination`` unless ``overwrite`` (checked before any work)."""
+    """Refuse an existing ``destination`` unless ``overwrite``, and one that cannot be created
+    because its nearest existing ancestor is a file or not writable (checked before any work).
+    """
+    destination = Path(destination)
     if destination.exists() and not overwrite:
         raise FileExistsError(f"{destination} exists already; pass --overwrite to replace it")
+    ancestor = destination.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"cannot create {destination}: {ancestor} is a file, not a "
+                                 "folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot create {destination}: folder {ancestor} is not writable")
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,6 +111,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    # torch.load does not verify the archive's CRC-32s: flipped weight bytes would load silently
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_record = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+    if bad_record is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: record {bad_record} fails its "
+                              "CRC-32 check")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
