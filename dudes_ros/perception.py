@@ -20,7 +20,7 @@ import numpy as np
 
 from dudes_ros.config import check
 from dudes_ros.inference.predictor import Predictor
-from dudes_ros.uncertainty import Hysteresis, uncertain_fraction
+from dudes_ros.ood import Hysteresis, uncertain_fraction
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from dudes_ros.export.onnx_export import export_onnx
 from dudes_ros.inference.factory import create_predictor
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.model.student import SegmentationNet
+from dudes_ros.ood import Hysteresis
 from dudes_ros.perception import OodConfig, confidence_image
-from dudes_ros.uncertainty import Hysteresis
 from tests.helpers.bags import KILTED, Camera, pattern, write_image_bag
 
 N = 6  # frames per camera

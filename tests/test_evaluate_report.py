@@ -24,7 +24,7 @@ from dudes_ros.evaluate import metrics as mt
 from dudes_ros.evaluate.calibrate import choose_frame_threshold
 from dudes_ros.model.checkpoint import save_checkpoint
 from dudes_ros.model.student import SegmentationNet, normalize
-from dudes_ros.uncertainty import uncertain_fraction
+from dudes_ros.ood import uncertain_fraction
 
 pytestmark = pytest.mark.cityscapes
 SIZE = (64, 128)

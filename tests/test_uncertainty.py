@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from dudes_ros.ood import Hysteresis, uncertain_fraction
 from dudes_ros.uncertainty import (
     STD_CORRECTION,
-    Hysteresis,
     ensemble_statistics,
     max_softmax_uncertainty,
     normalized_entropy,
     rmsle,
     teacher_target,
-    uncertain_fraction,
 )
 
 

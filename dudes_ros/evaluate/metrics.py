@@ -11,7 +11,7 @@ Conventions:
   ``cityscapesscripts`` excludes ignored ground truth.
 - Uncertainty scores lie in [0, 1] (larger = less certain); callers scale unbounded scores
   (entropy, mutual information) into that range. A pixel is *uncertain* at threshold ``t``
-  when ``u > t``, as in ``dudes_ros.uncertainty.uncertain_fraction``.
+  when ``u > t``, as in ``dudes_ros.ood.uncertain_fraction``.
 - Score histograms use ``SCORE_BINS`` bins spaced uniformly in ``sqrt(u)`` (edges
   ``(k / B) ** 2``): fine resolution near 0, where most pixels of a good model lie, and still
   at most ``2 / B`` wide near 1. Metrics from them are *exact* for scores quantised to those
@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from dudes_ros.labels import IGNORE_INDEX, NUM_CLASSES
-from dudes_ros.uncertainty import uncertain_fraction
+from dudes_ros.ood import uncertain_fraction
 
 SCORE_BINS = 10_000
 """Bins of the uncertainty histograms behind AUROC, AP, FPR@95 and the threshold sweeps."""

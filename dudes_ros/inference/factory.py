@@ -35,7 +35,8 @@ def choose_backend(model_path: Path, device: str = "auto") -> tuple[str, str]:
     if model_path.suffix in CHECKPOINT_SUFFIXES:
         return "torch", f"{model_path.name} is a checkpoint; only the torch backend runs those"
     has_trt = importlib.util.find_spec("tensorrt") is not None
-    gpu = device != "cpu" and _cuda_visible()
+    # Only look for a GPU (importing torch, seconds) when TensorRT could use one.
+    gpu = has_trt and device != "cpu" and _cuda_visible()
     if has_trt and gpu:
         return "tensorrt", "tensorrt is importable and a CUDA GPU is visible"
     missing = ("device is 'cpu'" if device == "cpu" else
