@@ -1,4 +1,5 @@
-"""``dudes replay``: the scheduler on a virtual clock, then a real replay into a subscriber."""
+"""``dudes replay``: the scheduler on a virtual clock, then real replays into a subscriber
+and into a running ``dudes_node`` (each in its own process)."""
 
 from __future__ import annotations
 
@@ -155,3 +156,99 @@ def test_replay_into_a_subscriber_at_recorded_rate(tmp_path, ros_env):
     gaps = np.diff([r[0] for r in received])
     assert np.median(gaps) == pytest.approx(PERIOD_NS / 1e9, rel=0.10)
     assert clocks and all(T0_NS <= c <= frames[-1].timestamp for c in clocks)
+
+
+@pytest.mark.ros
+def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(tmp_path, ros_env):
+    """``dudes replay`` and ``dudes_node`` in their own processes: the node segments every
+    frame of the bag, in order, with the bag's header stamps, and its outputs arrive at the
+    recorded rate; the labels equal the offline predictor's on the same frames."""
+    rclpy = pytest.importorskip("rclpy")
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from dudes_ros.inference.factory import create_predictor
+    from tests.helpers.export_models import write_student
+
+    n, size = 20, (64, 128)
+    frames = write_image_bag(tmp_path / "in", [Camera("/cam/image", size=size)], n,
+                             storage="sqlite3", period_ns=PERIOD_NS)
+    _, model = write_student(tmp_path)
+    log = tmp_path / "node.log"
+    node_process = subprocess.Popen(
+        [sys.executable, "-m", "dudes_ros.ros.node", "--ros-args", "-r", "image:=/cam/image",
+         "-p", f"model:={model}", "-p", "backend:=onnxruntime", "-p", "device:=cpu",
+         "-p", "qos.reliability:=reliable", "-p", "qos.depth:=10", "-p", "max_input_age:=0.0",
+         "-p", "qos.output_depth:=10", "-p", "ood.pixel_threshold:=0.5",
+         "-p", "ood.frame_threshold:=0.1", "-p", "diagnostics_period:=0.2"],
+        env=ros_env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    received: list[tuple[float, int, str, np.ndarray]] = []
+    counts: list[dict[str, str]] = []
+    replay = None
+    rclpy.init()
+    try:
+        node = rclpy.create_node("replay_node_listener")
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+        def on_segmentation(msg):
+            labels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            received.append((time.monotonic(), stamp, msg.header.frame_id, labels.copy()))
+
+        def on_diagnostics(msg):
+            counts.extend({kv.key: kv.value for kv in s.values} for s in msg.status
+                          if s.name == "/dudes_node: inference")
+
+        segmentation = node.create_subscription(Image, "/segmentation", on_segmentation, qos)
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+
+        def spin_until(condition, timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            while not condition() and time.monotonic() < deadline:
+                assert node_process.poll() is None, f"node exited:\n{log.read_text()}"
+                executor.spin_once(timeout_sec=0.01)
+            return condition()
+
+        assert spin_until(lambda: node.count_subscribers("/cam/image") > 0
+                          and segmentation.get_publisher_count() > 0, 60), log.read_text()
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "dudes_ros.cli", "replay", str(tmp_path / "in"),
+             "--topics", "/cam/image", "--wait-for-subscribers", "20"],
+            env=ros_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        spin_until(lambda: replay.poll() is not None or len(received) == n, 40)
+        output = replay.communicate(timeout=10)[0]
+        assert replay.returncode == 0, output
+        assert f"published {n} messages" in output
+        counts.clear()
+        assert spin_until(lambda: len(received) == n and counts
+                          and counts[-1]["frames_processed"] == str(n), 5), (
+            len(received), counts[-1:], log.read_text())
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+        if replay is not None and replay.poll() is None:
+            replay.kill()
+            replay.wait(timeout=10)
+        node_process.terminate()
+        node_process.wait(timeout=20)
+    assert [r[2] for r in received] == [f.frame_id for f in frames], "every frame, in order"
+    assert [r[1] for r in received] == [f.sec * 10**9 + f.nanosec for f in frames]
+    final = counts[-1]
+    assert [final[f"frames_{k}"] for k in ("in", "processed", "dropped_stale",
+                                           "dropped_superseded", "rejected", "errors")] == [
+        str(n), str(n), "0", "0", "0", "0"], final
+    recorded = (frames[-1].timestamp - frames[0].timestamp) / 1e9
+    span = received[-1][0] - received[0][0]
+    gaps = np.diff([r[0] for r in received])
+    print(f"recorded span {recorded:.3f} s, output span {span:.3f} s, median gap "
+          f"{np.median(gaps) * 1e3:.1f} ms (min {gaps.min() * 1e3:.1f}, max "
+          f"{gaps.max() * 1e3:.1f})")
+    assert span == pytest.approx(recorded, rel=0.10)
+    assert np.median(gaps) == pytest.approx(PERIOD_NS / 1e9, rel=0.10)
+    with create_predictor(model, backend="onnxruntime", device="cpu") as predictor:
+        for frame, (_, _, _, labels) in zip(frames, received, strict=True):
+            np.testing.assert_array_equal(labels, predictor.predict(frame.rgb[None])[0][0])

@@ -245,10 +245,11 @@ def run(args: argparse.Namespace) -> int:
     elif teacher is not None:
         member = teacher.members[0]
     size = tuple(args.input_size) if args.input_size else tuple(student.config.input_size)
-    torch.set_grad_enabled(False)
-    evaluator = Evaluator(student, teacher, member, input_size=size, device=device,
-                          pixel_threshold=pixel, frame_threshold=frame, examples=args.examples)
-    results = evaluate_dataset(evaluator, dataset, args.limit)
+    with torch.no_grad():
+        evaluator = Evaluator(student, teacher, member, input_size=size, device=device,
+                              pixel_threshold=pixel, frame_threshold=frame,
+                              examples=args.examples)
+        results = evaluate_dataset(evaluator, dataset, args.limit)
     results["data"] = {"root": str(args.data), "split": args.split, "device": str(device),
                        "student": str(args.student), "teacher": args.teacher,
                        "member": args.member or ("teacher member 0" if teacher else None)}
