@@ -58,6 +58,9 @@ class OnnxRuntimePredictor(Predictor):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op threads would otherwise spin after each run, taking the cores that the
+        # node's executor and DDS threads need between frames.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
