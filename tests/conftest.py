@@ -47,3 +47,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def ros_env() -> dict[str, str]:
     """Environment for subprocesses that run nodes: same isolated domain as this process."""
     return dict(os.environ)
+
+
+@pytest.fixture(scope="module")
+def ros_context():
+    """rclpy initialised for the test module's own nodes, shut down after it."""
+    rclpy = pytest.importorskip("rclpy")
+    rclpy.init()
+    yield
+    rclpy.shutdown()

@@ -167,13 +167,6 @@ rclpy = pytest.importorskip("rclpy")
 
 
 @pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
 def offline(student):
     with create_predictor(student[1], backend="onnxruntime", device="cpu") as predictor:
         yield lambda rgb: predictor.predict(rgb[None])[0][0]
@@ -218,7 +211,7 @@ class RunningNode:
             self.process.wait(timeout=30)
 
 
-def test_corrupt_model_fails_configure_naming_the_file(ros, student, tmp_path):
+def test_corrupt_model_fails_configure_naming_the_file(ros_context, student, tmp_path):
     """The node's configure refuses a corrupted ONNX: exit code 1, the log names the file."""
     from tests.test_node import start_node
 
@@ -240,7 +233,7 @@ def _pattern_publisher(topic: str, count: int, rate: int, log: Path) -> subproce
                             stderr=subprocess.STDOUT)
 
 
-def test_camera_publisher_dies_and_comes_back(ros, student, offline, tmp_path):
+def test_camera_publisher_dies_and_comes_back(ros_context, student, offline, tmp_path):
     """A camera process is killed (SIGKILL, no goodbye) mid-stream and a new one starts on
     the same topic: the same node process picks the new stream up without any restart."""
     from tests.helpers.publish_pattern import pattern
@@ -281,7 +274,7 @@ def _usage(ps: psutil.Process) -> tuple[int, int, int]:
         return ps.num_threads(), ps.num_fds(), ps.memory_info().rss
 
 
-def test_fifty_deactivate_activate_cycles_leak_nothing(ros, student, offline, tmp_path):
+def test_fifty_deactivate_activate_cycles_leak_nothing(ros_context, student, offline, tmp_path):
     """50 deactivate/activate transitions through <node>/change_state (each one closes and
     reloads the predictor): threads and file descriptors come back to the same count, RSS
     stays within 5 % + 8 MiB of its value after the warm-up cycles, and frames are processed
@@ -363,7 +356,7 @@ INVALID_CHANGES = [
 
 
 def test_invalid_runtime_parameter_changes_are_refused_and_change_nothing(
-        ros, student, offline, tmp_path):
+        ros_context, student, offline, tmp_path):
     """Each invalid SetParameters call fails with a reason naming the parameter (and value),
     the old value stays (GetParameters and /diagnostics), and the node keeps streaming."""
     node = RunningNode(student[1], "params", tmp_path, max_input_age=3.0)

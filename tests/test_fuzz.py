@@ -182,13 +182,6 @@ def offline(tiny_model):
         yield lambda rgb: predictor.predict(rgb[None])[0][0]
 
 
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
 class FuzzedNode:
     """A node in its own process plus a client; tracks the rejections it must have counted."""
 
@@ -248,14 +241,14 @@ def _rejection(convert, msg) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def raw_node(ros, tiny_model, tmp_path_factory):
+def raw_node(ros_context, tiny_model, tmp_path_factory):
     node = FuzzedNode(tiny_model, "raw", tmp_path_factory.mktemp("fuzz_raw"))
     yield node
     node.close()
 
 
 @pytest.fixture(scope="module")
-def compressed_node(ros, tiny_model, tmp_path_factory):
+def compressed_node(ros_context, tiny_model, tmp_path_factory):
     node = FuzzedNode(tiny_model, "compressed", tmp_path_factory.mktemp("fuzz_compressed"))
     yield node
     node.close()

@@ -210,13 +210,6 @@ def as_array(msg: Image) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def ros_context():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
 def two_cameras(ros_context, model, drive, tmp_path_factory):
     """The node with cameras [front, left], raw input, thresholds from ``drive``."""
     import os

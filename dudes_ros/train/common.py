@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+from pathlib import Path
 
 from dudes_ros.train.config import Recipe
+from dudes_ros.train.loop import StepCallback, Trainer
 from dudes_ros.train.recipes import load_recipe
 
 
@@ -43,3 +46,12 @@ def recipe_from_args(args: argparse.Namespace, schedule: str) -> Recipe:
     if args.seed is not None:
         changes["seed"] = args.seed
     return dataclasses.replace(recipe, **changes)
+
+
+def fit(trainer: Trainer, *, resume: bool, on_step: StepCallback | None, what: str) -> Path:
+    """Resume ``trainer`` from its last checkpoint when asked and present, train it to the end,
+    and return its best checkpoint."""
+    if resume and trainer.resume():
+        logging.getLogger(__name__).info("resuming %s from %s at step %d", what,
+                                         trainer.last_path, trainer.state.step)
+    return trainer.fit(on_step).best

@@ -16,7 +16,7 @@ from dudes_ros.model.checkpoint import CheckpointError
 from dudes_ros.model.ensemble import expand_paths, load_ensemble
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.train import distributed
-from dudes_ros.train.common import add_common_arguments, recipe_from_args
+from dudes_ros.train.common import add_common_arguments, fit, recipe_from_args
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.data import build_datasets
 from dudes_ros.train.loop import StepCallback, Trainer
@@ -62,13 +62,9 @@ def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_di
                           data_config=recipe.data, train_set=train_set, val_set=val_set,
                           seed=seed, out_dir=student_dir(out_dir), metadata=metadata, ctx=ctx,
                           teacher=teacher)
-        if resume and trainer.resume():
-            log.info("resuming the student from %s at step %d", trainer.last_path,
-                     trainer.state.step)
-        result = trainer.fit(on_step)
+        return fit(trainer, resume=resume, on_step=on_step, what="the student")
     finally:
         distributed.teardown(ctx)
-    return result.best
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

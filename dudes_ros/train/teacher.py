@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 from pathlib import Path
 
 from dudes_ros.config import ConfigError
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.train import distributed
-from dudes_ros.train.common import add_common_arguments, recipe_from_args
+from dudes_ros.train.common import add_common_arguments, fit, recipe_from_args
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.data import build_datasets
 from dudes_ros.train.loop import StepCallback, Trainer
 from dudes_ros.train.reproducibility import seed_everything
-
-log = logging.getLogger(__name__)
 
 
 def member_dir(out_dir: str | Path, index: int) -> Path:
@@ -47,13 +44,9 @@ def train_member(recipe: Recipe, index: int, out_dir: str | Path, *, device: str
         trainer = Trainer(role="member", net=net, train_config=recipe.teacher,
                           data_config=recipe.data, train_set=train_set, val_set=val_set,
                           seed=seed, out_dir=out, metadata=metadata, ctx=ctx)
-        if resume and trainer.resume():
-            log.info("resuming member %d from %s at step %d", index, trainer.last_path,
-                     trainer.state.step)
-        result = trainer.fit(on_step)
+        return fit(trainer, resume=resume, on_step=on_step, what=f"member {index}")
     finally:
         distributed.teardown(ctx)
-    return result.best
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
