@@ -464,9 +464,19 @@ def main(args: list[str] | None = None) -> int:
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A SIGTERM/SIGINT that shuts the context down while the executor builds its wait set
+        # surfaces as an RCLError ("context is not valid") instead of ExternalShutdownException:
+        # that is a normal stop. Anything raised with a live context is a real failure.
+        if node.context.ok():
+            raise
     finally:
         if node.config is not None:
-            node.trigger_shutdown()
+            if node.context.ok():
+                node.trigger_shutdown()
+            else:  # no transitions without a context, but still stop the worker and the model
+                node._stop_streaming()
+                node._close_predictor()
         node.destroy_node()
         rclpy.try_shutdown()
     return code
