@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from dudes_ros.cli import main
-from dudes_ros.data.anomalies import photo_sprites, procedural_sprite
+from dudes_ros.data.anomalies import photo_sprites, procedural_sprite, random_sprite
 from dudes_ros.data.synthetic import (
+    SLIDE_FRAMES,
     render_scene,
     render_sequence,
     scene_seed,
@@ -98,6 +99,26 @@ def test_sequence_anomaly_enters_and_leaves_on_the_stated_frames(seed):
     near = np.mean(labels[1:] != labels[:-1])
     far = np.mean(labels[-1] != labels[0])
     assert 0 < near < far
+
+
+def test_sequence_anomaly_slides_in_across_an_image_border():
+    frames = render_sequence(2, SIZE, 12, 3, 9, anomaly_kind="photo", entry_height=12)
+    entering = frames[3].anomaly_mask
+    assert entering[:, 0].any() or entering[:, -1].any()  # half across the border
+    rows = np.flatnonzero(frames[3 + SLIDE_FRAMES].anomaly_mask.any(axis=1))
+    assert rows[-1] - rows[0] + 1 >= 11  # entry_height px tall (give or take rounding)
+    with pytest.raises(ValueError, match="entering 200 px tall"):
+        render_sequence(2, SIZE, 12, 3, 9, entry_height=200)
+
+
+@pytest.mark.parametrize("kind", ["photo", "procedural"])
+def test_anomaly_kind_picks_photos_or_procedural_shapes(kind):
+    photos = {sprite.name for sprite in photo_sprites()}
+    names = {random_sprite(np.random.default_rng(seed), kind).name for seed in range(20)}
+    assert (names <= photos) == (kind == "photo") and (names.isdisjoint(photos)) == (
+        kind == "procedural")
+    with pytest.raises(ValueError, match="anomaly kind must be one of"):
+        random_sprite(np.random.default_rng(0), "photos")
 
 
 def test_sequence_is_deterministic_and_validates_arguments():

@@ -94,6 +94,25 @@ def test_members_and_student_train_and_round_trip(data_root: Path, tmp_path: Pat
     assert 0.0 <= float(u.min()) and float(u.max()) <= 1.0
 
 
+def test_student_starts_from_a_member(data_root: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(data_root, max_steps=1)
+    for i in range(2):
+        train_member(recipe, i, tmp_path, device="cpu")
+    member = load_model(tmp_path / "member-01" / "best.pt")[0]
+    warm = dataclasses.replace(recipe, student=dataclasses.replace(
+        recipe.student, init_from_member=1, lr=1e-12))  # a step too small to move weights
+    members = str(tmp_path / "member-*" / "best.pt")
+    student = load_model(train_student(warm, members, tmp_path / "warm", device="cpu"))[0]
+    weights = dict(student.named_parameters())
+    for name, tensor in member.named_parameters():  # BN statistics move even at lr ~ 0
+        torch.testing.assert_close(weights[name], tensor, atol=1e-6, rtol=0, msg=name)
+    assert any(name.startswith("uncertainty_head.") for name in weights)
+    bad = dataclasses.replace(recipe, student=dataclasses.replace(recipe.student,
+                                                                  init_from_member=2))
+    with pytest.raises(ValueError, match="init_from_member is 2, but the teacher has 2"):
+        train_student(bad, members, tmp_path / "bad", device="cpu")
+
+
 class Interrupt(Exception):
     pass
 
@@ -220,3 +239,10 @@ def test_synthetic_data_rendered_once_and_mismatch_refused(data_root: Path) -> N
     other = dataclasses.replace(config, synthetic=dataclasses.replace(SYNTHETIC, seed=6))
     with pytest.raises(ConfigError, match="rendered with"):
         build_datasets(other, data_root.parent)
+
+
+def test_recipe_refuses_an_unknown_anomaly_kind() -> None:
+    with pytest.raises(ConfigError, match="data.synthetic.anomaly_kind"):
+        SyntheticDataConfig(anomaly_kind="photos")
+    with pytest.raises(ConfigError, match="init_from_member"):
+        TrainConfig(init_from_member=-1)

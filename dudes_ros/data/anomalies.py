@@ -150,9 +150,19 @@ def procedural_sprite(rng: np.random.Generator) -> Sprite:
     return Sprite(f"{texture}_{shape}", rgb, alpha, float(rng.uniform(0.4, 1.2)))
 
 
-def random_sprite(rng: np.random.Generator) -> Sprite:
-    """A photo cut-out or a procedural shape (even odds), with its height jittered +-25 %."""
-    if rng.random() < 0.5:
+ANOMALY_KINDS = ("any", "photo", "procedural")
+
+
+def random_sprite(rng: np.random.Generator, kind: str = "any") -> Sprite:
+    """A photo cut-out or a procedural shape, with its height jittered +-25 %.
+
+    ``kind``: ``"any"`` (even odds), ``"photo"`` or ``"procedural"``; the same ``rng`` state
+    draws the same coin either way, so "any" picks what the single kinds would have picked.
+    """
+    if kind not in ANOMALY_KINDS:
+        raise ValueError(f"anomaly kind must be one of {ANOMALY_KINDS}, got {kind!r}")
+    coin = rng.random()
+    if kind == "photo" or (kind == "any" and coin < 0.5):
         photos = photo_sprites()
         base = photos[int(rng.integers(len(photos)))]
     else:

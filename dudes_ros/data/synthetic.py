@@ -1,8 +1,8 @@
 """Synthetic street scenes with exact labels, optional anomalies, and forward-drive sequences.
 
 * :func:`render_scene` - one frame of a random street (deterministic by seed, any size).
-* :func:`render_sequence` - a forward drive through one street in which an anomaly lying on the
-  road ahead becomes visible at ``enter_frame`` and leaves the view at ``leave_frame``.
+* :func:`render_sequence` - a forward drive through one street in which an anomaly slides
+  onto the road ahead at ``enter_frame`` and leaves the view at ``leave_frame``.
 * :func:`write_cityscapes_layout` / :func:`write_sequence_layout` - the same, written as
   Cityscapes-named PNGs (``leftImg8bit``, ``gtFine_labelIds``, ``gtFine_anomalyMask``) so that
   they flow through the Cityscapes reader.
@@ -16,6 +16,7 @@ to the scene rendered without it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -50,22 +51,21 @@ class Scene:
 @dataclass(frozen=True)
 class PlacedAnomaly:
     """A sprite standing upright on the ground at lateral ``x`` and world depth ``z`` (m),
-    ``height_m`` tall; hidden while farther than ``cull_distance`` (lost in the haze)."""
+    ``height_m`` tall."""
 
     sprite: Sprite
     x: float
     z: float
     height_m: float
-    cull_distance: float = math.inf
 
     def offset(self, cam_z: float, t: float) -> float:
         """Camera-relative z = world z - cam_z (it does not move)."""
         return cam_z
 
     def footprint(self, canvas: Canvas, dz: float) -> tuple[int, int, int, int] | None:
-        """Pixel box (top, bottom, left, right) of the sprite, or None when culled."""
+        """Pixel box (top, bottom, left, right) of the sprite, or None when behind the camera."""
         d = self.z - dz
-        if d < Z_CLIP or d > self.cull_distance:
+        if d < Z_CLIP:
             return None
         half = self.height_m * self.sprite.aspect / 2
         f, cx, cy = canvas.f, canvas.cx, canvas.cy
@@ -150,10 +150,11 @@ def _finish(world: World, canvas: Canvas, seed: int, frame: int, cam_z: float,
     return Scene(textures.add_sensor_noise(image, noise, style.noise_sigma), train_ids, mask)
 
 
-def _place_in_scene(rng: np.random.Generator, world: World, size: tuple[int, int]
-                    ) -> PlacedAnomaly:
-    """A random anomaly on the free ego lane (road) or on a sidewalk, in view, >= ~6 px tall."""
-    sprite = random_sprite(rng)
+def _place_in_scene(rng: np.random.Generator, world: World, size: tuple[int, int],
+                    kind: str) -> PlacedAnomaly:
+    """A random anomaly of ``kind`` (see ``random_sprite``) on the free ego lane (road) or on a
+    sidewalk, in view, >= ~6 px tall."""
+    sprite = random_sprite(rng, kind)
     cam = world.camera
     f, cx, _ = cam.intrinsics(size)
     height = sprite.height_m
@@ -181,12 +182,14 @@ def _centre_x(thing) -> float:
     return float(thing.prims[0].polys[..., 0].mean())
 
 
-def render_scene(seed: int, size: tuple[int, int] = (256, 512), anomaly: bool = False) -> Scene:
+def render_scene(seed: int, size: tuple[int, int] = (256, 512), anomaly: bool = False,
+                 anomaly_kind: str = "any") -> Scene:
     """One street scene, deterministic by ``seed``.
 
     size is (H, W); the same seed gives the same street at every size. With ``anomaly``, an
     out-of-distribution object stands on the road or sidewalk: its pixels are 255 in
     ``train_ids`` and True in ``anomaly_mask``, and all other pixels equal the scene without it.
+    ``anomaly_kind``: ``"any"``, ``"photo"`` or ``"procedural"`` (``anomalies.random_sprite``).
     """
     size = _check_size(size)
     world = build_world(np.random.default_rng(seed))
@@ -194,18 +197,37 @@ def render_scene(seed: int, size: tuple[int, int] = (256, 512), anomaly: bool = 
         return _finish(world, rasterize(world, size, 0.0, 0.0), seed, 0, 0.0, None)
     rng = np.random.default_rng([seed, ANOMALY_STREAM])
     for _ in range(8):  # a placement hidden behind something is re-drawn (rare)
-        placed = _place_in_scene(rng, world, size)
+        placed = _place_in_scene(rng, world, size, anomaly_kind)
         canvas = rasterize(world, size, 0.0, 0.0, placed)
         if canvas.mask is not None and canvas.mask.any():
             break
     return _finish(world, canvas, seed, 0, 0.0, placed)
 
 
+SLIDE_FRAMES = 4  # frames an anomaly takes from the image border to its place on the road
+
+
 @dataclass(frozen=True)
 class _Drive:
     world: World
-    anomaly: PlacedAnomaly
+    anomaly: PlacedAnomaly  # where it ends up, on the road ahead
     speed: float  # m/frame
+    enter_frame: int
+    side: int  # -1: slides in across the left image border, +1: across the right one
+
+    def anomaly_at(self, k: int, size: tuple[int, int]) -> PlacedAnomaly:
+        """The anomaly at frame ``k``: wholly outside the image before ``enter_frame``, half
+        across the image border at ``enter_frame``, then sliding to its place on the road in
+        ``SLIDE_FRAMES`` frames and standing still there."""
+        a = self.anomaly
+        f, cx, _ = self.world.camera.intrinsics(size)
+        d = a.z - k * self.speed
+        half = a.height_m * a.sprite.aspect / 2
+        border = (-cx if self.side < 0 else size[1] - cx) * d / f  # centre on the border
+        if k < self.enter_frame:
+            return PlacedAnomaly(a.sprite, border + self.side * (half + 0.5), a.z, a.height_m)
+        t = min(1.0, (k - self.enter_frame) / SLIDE_FRAMES)
+        return PlacedAnomaly(a.sprite, border + t * (a.x - border), a.z, a.height_m)
 
 
 def _check_drive(size: tuple[int, int], n_frames: int, enter_frame: int,
@@ -220,63 +242,98 @@ def _check_drive(size: tuple[int, int], n_frames: int, enter_frame: int,
 
 
 def _plan_drive(seed: int, size: tuple[int, int], n_frames: int, enter_frame: int,
-                leave_frame: int) -> _Drive:
+                leave_frame: int, anomaly_kind: str = "any", entry_height: int = 5) -> _Drive:
     """World, anomaly and ego speed for a drive with the anomaly in view exactly on frames
-    [enter_frame, leave_frame): it is culled beyond the distance reached at enter_frame and
-    its top edge passes below the image between leave_frame - 1 and leave_frame."""
+    [enter_frame, leave_frame): it is half across an image border at enter_frame, at least
+    ``entry_height`` px tall, and its top edge passes below the image between leave_frame - 1
+    and leave_frame."""
     rng = np.random.default_rng(seed)
     camera = random_camera(rng)
     arng = np.random.default_rng([seed, ANOMALY_STREAM])
-    sprite = random_sprite(arng)
+    sprite = random_sprite(arng, anomaly_kind)
     f, _, cy = camera.intrinsics(size)
     span = leave_frame - enter_frame
+    tall = max(5.0, float(entry_height))
     # Constraints: d_exit(h) = a (H_cam - h) is where its top edge reaches the bottom row;
     # speed >= 0.45 d_exit keeps a fair part of it in the last visible frame; entering at
-    # d_exit + span * speed <= f h / 5 keeps it >= 5 px tall. Solved for the smallest h.
+    # d_exit + span * speed <= f h / tall keeps it >= tall px high. Solved for the smallest h.
     a = f / (size[0] - cy)
     c = 1 + 0.45 * (span - 0.25)
-    h_needed = a * c * camera.height / (f / 5 + a * c)
+    h_needed = a * c * camera.height / (f / tall + a * c)
     height = max(min(sprite.height_m, 0.6 * camera.height), h_needed)
     if height > 0.8 * camera.height:  # taller objects would not leave through the bottom
         h = 0.8 * camera.height
-        longest = int((f * h / 5 / (a * (camera.height - h)) - 1) / 0.45 + 0.25)
+        longest = int((f * h / tall / (a * (camera.height - h)) - 1) / 0.45 + 0.25)
         raise ValueError(
-            f"an anomaly cannot stay in view for {span} frames at size {size} (seed {seed}: "
-            f"at most {longest} frames); use a larger size or a shorter enter..leave span")
+            f"an anomaly cannot stay in view for {span} frames at size {size}, entering "
+            f"{tall:g} px tall (seed {seed}: at most {longest} frames); use a larger size, a "
+            "shorter enter..leave span or a smaller entry height")
     d_exit = a * (camera.height - height)
     s_min = 0.45 * d_exit
-    s_max = (f * height / 5 - d_exit) / (span - 0.25)
-    # As fast as the span allows (it then emerges small and far away), at most 2.5 m/frame
+    s_max = (f * height / tall - d_exit) / (span - 0.25)
+    # As fast as the span allows (it then enters small and far away), at most 2.5 m/frame
     # (90 km/h at 10 Hz) unless the exit needs more.
     speed = float(np.clip(s_max * arng.uniform(0.7, 1.0), s_min, max(s_min, 2.5)))
     d_leave = d_exit - 0.25 * speed  # camera-relative distance at leave_frame: out of view
     z = d_leave + leave_frame * speed  # world z (camera starts at 0)
-    cull = d_leave + (span + 0.5) * speed  # visible from enter_frame on
-    x = float(arng.uniform(-0.25, 0.25))
     world = build_world(rng, n_frames * speed + 160.0, ego_speed=speed, ego_clear_z=z + 15.0,
                         camera=camera)
-    return _Drive(world, PlacedAnomaly(sprite, x, z, height, cull), speed)
+    # It enters through a gap in the parked cars, poles and people on its side (a driveway),
+    # from a side where nothing nearer hides it completely while it slides in.
+    first = int(arng.integers(2))
+    sliding = range(enter_frame, min(enter_frame + SLIDE_FRAMES, leave_frame))
+    for _ in range(4):
+        placed = PlacedAnomaly(sprite, float(arng.uniform(-0.25, 0.25)), z, height)
+        for side in ((-1, 1) if first == 0 else (1, -1)):
+            gap = _clear_way_in(world, side, enter_frame * speed - 2.0, z + 2.0, sliding)
+            plan = _Drive(gap, placed, speed, enter_frame, side)
+            if all(rasterize(gap, size, k * speed, float(k), plan.anomaly_at(k, size))
+                   .mask.any() for k in sliding):
+                return plan
+    raise ValueError(f"seed {seed}: the anomaly's way in is hidden behind other objects on "
+                     f"both sides; choose another seed")
+
+
+def _clear_way_in(world: World, side: int, z_from: float, z_to: float,
+                  frames: range) -> World:
+    """``world`` without the objects beside the ego lane on ``side`` that stand (or drive)
+    between ``z_from`` and ``z_to`` during ``frames``."""
+    lo, hi = world.ego_lane
+
+    def in_gap(th) -> bool:
+        if th.attached or not th.prims:
+            return False
+        beside = _centre_x(th) < lo if side < 0 else _centre_x(th) > hi
+        return beside and any(z_from < th.z + th.speed * k < z_to for k in frames)
+
+    return dataclasses.replace(world, objects=[th for th in world.objects if not in_gap(th)],
+                               _compiled=None)
 
 
 def _drive(plan: _Drive, seed: int, size: tuple[int, int], n_frames: int) -> list[Scene]:
     scenes = []
     for k in range(n_frames):
         cam_z = k * plan.speed
-        canvas = rasterize(plan.world, size, cam_z, float(k), plan.anomaly)
-        scenes.append(_finish(plan.world, canvas, seed, k, cam_z, plan.anomaly))
+        anomaly = plan.anomaly_at(k, size)
+        canvas = rasterize(plan.world, size, cam_z, float(k), anomaly)
+        scenes.append(_finish(plan.world, canvas, seed, k, cam_z, anomaly))
     return scenes
 
 
 def render_sequence(seed: int, size: tuple[int, int], n_frames: int, enter_frame: int,
-                    leave_frame: int) -> list[Scene]:
+                    leave_frame: int, anomaly_kind: str = "any",
+                    entry_height: int = 5) -> list[Scene]:
     """A forward drive of ``n_frames`` frames through one street (layout fixed by ``seed``):
     buildings, poles and parked cars stream past consistently, traffic keeps its lanes, and
-    an anomaly lying on the road ahead is in view exactly on frames
-    ``enter_frame <= k < leave_frame`` (it emerges from the haze and leaves at the bottom).
-    Raises ValueError when the span is too long to show at this resolution."""
+    an anomaly of ``anomaly_kind`` (``anomalies.random_sprite``) is in view exactly on frames
+    ``enter_frame <= k < leave_frame``: it slides across an image border onto the road ahead
+    (at least ``entry_height`` px tall when it appears), stays there while the car approaches,
+    and leaves at the bottom. Raises ValueError when the span is too long to show at this
+    resolution and entry height."""
     size = _check_drive(size, n_frames, enter_frame, leave_frame)
-    return _drive(_plan_drive(seed, size, n_frames, enter_frame, leave_frame), seed, size,
-                  n_frames)
+    plan = _plan_drive(seed, size, n_frames, enter_frame, leave_frame, anomaly_kind,
+                       entry_height)
+    return _drive(plan, seed, size, n_frames)
 
 
 def scene_seed(seed: int, split: str, index: int) -> int:
@@ -317,14 +374,14 @@ def write_scene(root: Path, split: str, city: str, stem: str, scene: Scene) -> N
 
 def write_cityscapes_layout(root: str | Path, split: str, count: int, seed: int,
                             size: tuple[int, int] = (256, 512), anomaly_fraction: float = 0.0,
-                            city: str = "synth") -> list[str]:
+                            city: str = "synth", anomaly_kind: str = "any") -> list[str]:
     """Render ``count`` scenes into a Cityscapes tree at ``root`` and return their stems.
 
     Files: ``leftImg8bit/<split>/<city>/<city>_<i:06d>_000000_leftImg8bit.png`` (RGB),
     ``gtFine/<split>/<city>/..._gtFine_labelIds.png`` (Cityscapes labelIds; anomalies and void
     are 0 'unlabeled') and ``..._gtFine_anomalyMask.png`` (uint8 0/255), plus
     ``<root>/synthetic_<split>_<city>.json`` recording how they were made. Exactly
-    ``round(anomaly_fraction * count)`` images contain an anomaly.
+    ``round(anomaly_fraction * count)`` images contain an anomaly of ``anomaly_kind``.
     """
     size = _check_size(size)
     if count < 0 or not 0.0 <= anomaly_fraction <= 1.0:
@@ -336,26 +393,30 @@ def write_cityscapes_layout(root: str | Path, split: str, count: int, seed: int,
     for i in tqdm(range(count), desc=f"synthetic {split}", unit="img"):
         stem = f"{city}_{i:06d}_000000"
         seed_i = scene_seed(seed, split, i)
-        scene = render_scene(seed_i, size, anomaly=bool(with_anomaly[i]))
+        scene = render_scene(seed_i, size, anomaly=bool(with_anomaly[i]),
+                             anomaly_kind=anomaly_kind)
         write_scene(Path(root), split, city, stem, scene)
         records.append({"stem": stem, "seed": seed_i,
                         "anomaly_pixels": int(scene.anomaly_mask.sum())})
     _write_meta(Path(root), split, city, {"kind": "scenes", "seed": seed, "size": list(size),
                                           "anomaly_fraction": anomaly_fraction,
+                                          "anomaly_kind": anomaly_kind,
                                           "images": records})
     return [r["stem"] for r in records]
 
 
 def write_sequence_layout(root: str | Path, split: str, count: int, seed: int,
                           size: tuple[int, int], n_frames: int, enter_frame: int,
-                          leave_frame: int, city: str = "synthseq") -> list[str]:
+                          leave_frame: int, city: str = "synthseq",
+                          anomaly_kind: str = "any") -> list[str]:
     """Render ``count`` drives of ``n_frames`` frames as ``<city>_<seq:06d>_<frame:06d>``
     Cityscapes files (see :func:`write_cityscapes_layout`); the JSON record lists, per drive,
     the frames on which the anomaly is in view. Returns all stems."""
     size = _check_drive(size, n_frames, enter_frame, leave_frame)
     seeds = [scene_seed(seed, split, seq) for seq in range(count)]
     # plan every drive first, so an impossible request fails before anything is written
-    plans = [_plan_drive(s, size, n_frames, enter_frame, leave_frame) for s in seeds]
+    plans = [_plan_drive(s, size, n_frames, enter_frame, leave_frame, anomaly_kind)
+             for s in seeds]
     stems = []
     drives = []
     for seq in tqdm(range(count), desc=f"synthetic drives {split}", unit="drive"):
@@ -369,7 +430,8 @@ def write_sequence_layout(root: str | Path, split: str, count: int, seed: int,
         drives.append({"sequence": seq, "seed": seed_s, "anomaly_frames": visible})
     _write_meta(Path(root), split, city, {"kind": "sequences", "seed": seed, "size": list(size),
                                           "n_frames": n_frames, "enter_frame": enter_frame,
-                                          "leave_frame": leave_frame, "drives": drives})
+                                          "leave_frame": leave_frame,
+                                          "anomaly_kind": anomaly_kind, "drives": drives})
     return stems
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from dudes_ros.data.anomalies import ANOMALY_KINDS
+
 log = logging.getLogger(__name__)
 
 
@@ -19,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image size (default: 256 512)")
     parser.add_argument("--anomaly-fraction", type=float, default=0.0,
                         help="fraction of images with an anomaly, 0..1 (default: 0)")
+    parser.add_argument("--anomaly-kind", choices=ANOMALY_KINDS, default="any",
+                        help="real photos, procedural shapes, or either (default: any)")
     parser.add_argument("--city", default=None,
                         help="city folder and file prefix (default: synth, or synthseq)")
     parser.add_argument("--sequence", type=int, metavar="N",
@@ -38,14 +42,16 @@ def run(args: argparse.Namespace) -> int:
         if args.enter is not None or args.leave is not None:
             raise SystemExit("dudes make-synthetic: --enter/--leave need --sequence N")
         stems = write_cityscapes_layout(args.root, args.split, args.count, args.seed, size,
-                                        args.anomaly_fraction, city=args.city or "synth")
+                                        args.anomaly_fraction, city=args.city or "synth",
+                                        anomaly_kind=args.anomaly_kind)
     else:
         n = args.sequence
         enter = n // 3 if args.enter is None else args.enter
         leave = (2 * n) // 3 if args.leave is None else args.leave
         try:
             stems = write_sequence_layout(args.root, args.split, args.count, args.seed, size, n,
-                                          enter, leave, city=args.city or "synthseq")
+                                          enter, leave, city=args.city or "synthseq",
+                                          anomaly_kind=args.anomaly_kind)
         except ValueError as exc:
             raise SystemExit(f"dudes make-synthetic: {exc}") from exc
     log.info("wrote %d images under %s", len(stems), args.root)

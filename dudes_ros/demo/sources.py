@@ -29,11 +29,15 @@ class Drive:
     details: dict = field(default_factory=dict)
 
 
-def synthetic_drive(seed: int = 0, size: tuple[int, int] = (256, 512), n_frames: int = 72,
+ENTRY_HEIGHT = 1 / 6  # the anomaly is at least this fraction of the image height when it enters
+
+
+def synthetic_drive(seed: int = 4, size: tuple[int, int] = (256, 512), n_frames: int = 72,
                     enter_frame: int = 24, leave_frame: int = 48) -> Drive:
-    """A street drive from ``render_sequence`` in which a real-photo anomaly enters the road at
-    ``enter_frame`` and leaves at ``leave_frame``; ``in_view`` comes from the rendered anomaly
-    masks (a frame counts when at least one pixel of the anomaly is visible)."""
+    """A street drive from ``render_sequence`` in which a real-photo anomaly slides onto the
+    road at ``enter_frame`` (at least ``ENTRY_HEIGHT`` of the image tall: big enough to see at
+    the model's input size) and leaves at ``leave_frame``; ``in_view`` comes from the rendered
+    anomaly masks (a frame counts when at least one pixel of the anomaly is visible)."""
     from dudes_ros.data.synthetic import render_sequence
 
     if not 0 <= enter_frame < leave_frame <= n_frames:
@@ -41,7 +45,8 @@ def synthetic_drive(seed: int = 0, size: tuple[int, int] = (256, 512), n_frames:
                          f"0 <= enter ({enter_frame}) < leave ({leave_frame}) <= frames "
                          f"({n_frames})")
     scenes = render_sequence(seed, size=size, n_frames=n_frames, enter_frame=enter_frame,
-                             leave_frame=leave_frame)
+                             leave_frame=leave_frame, anomaly_kind="photo",
+                             entry_height=round(size[0] * ENTRY_HEIGHT))
     images = [np.ascontiguousarray(scene.image) for scene in scenes]
     in_view = tuple(bool(scene.anomaly_mask.any()) for scene in scenes)
     return Drive(f"synthetic drive (seed {seed}, {size[0]}x{size[1]})", len(images),

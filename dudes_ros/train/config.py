@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dudes_ros.config import ModelConfig, check
+from dudes_ros.data.anomalies import ANOMALY_KINDS
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class SyntheticDataConfig:
     size: tuple[int, int] = (128, 256)
     seed: int = 1234
     anomaly_fraction: float = 0.0
+    anomaly_kind: str = "any"
 
     def __post_init__(self) -> None:
         check(self.train_count > 0, "data.synthetic.train_count", self.train_count, "> 0")
@@ -28,6 +30,8 @@ class SyntheticDataConfig:
         check(min(self.size) > 0, "data.synthetic.size", self.size, "positive (height, width)")
         check(0.0 <= self.anomaly_fraction <= 1.0, "data.synthetic.anomaly_fraction",
               self.anomaly_fraction, "a fraction in [0, 1]")
+        check(self.anomaly_kind in ANOMALY_KINDS, "data.synthetic.anomaly_kind",
+              self.anomaly_kind, f"one of {ANOMALY_KINDS}")
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,10 @@ class TrainConfig:
     ``lr`` is the encoder's learning rate; the decoder and heads get ``lr * head_lr_factor``.
     ``max_steps`` caps the iterations (the poly schedule then ends there).
     ``checkpoint_every`` also saves the resume checkpoint every that many steps (0: only at
-    the end of each epoch). ``uncertainty_weight`` (λ) and ``validate_teacher`` (also score
-    the ensemble and the u_S / u_T correlation at validation) apply to the student only.
+    the end of each epoch). ``uncertainty_weight`` (λ), ``validate_teacher`` (also score
+    the ensemble and the u_S / u_T correlation at validation) and ``init_from_member`` (start
+    from that teacher member's weights, the uncertainty head fresh; null: from
+    ``model.encoder_weights``) apply to the student only.
     """
 
     epochs: int = 200
@@ -84,6 +90,7 @@ class TrainConfig:
     val_every: int = 1
     uncertainty_weight: float = 1.0
     validate_teacher: bool = True
+    init_from_member: int | None = None
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, "epochs", self.epochs, "> 0")
@@ -99,6 +106,8 @@ class TrainConfig:
         check(self.val_every > 0, "val_every", self.val_every, "> 0")
         check(self.uncertainty_weight >= 0, "uncertainty_weight", self.uncertainty_weight,
               ">= 0")
+        check(self.init_from_member is None or self.init_from_member >= 0, "init_from_member",
+              self.init_from_member, "null or a member index >= 0")
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,12 @@ def ensure_synthetic(root: Path, config: SyntheticDataConfig, train_split: str,
         try:
             size = tuple(config.size)
             write_cityscapes_layout(tmp, train_split, config.train_count, config.seed, size,
-                                    anomaly_fraction=config.anomaly_fraction)
+                                    anomaly_fraction=config.anomaly_fraction,
+                                    anomaly_kind=config.anomaly_kind)
             write_cityscapes_layout(tmp, val_split, config.val_count,
                                     config.seed + VAL_SEED_OFFSET, size,
-                                    anomaly_fraction=config.anomaly_fraction)
+                                    anomaly_fraction=config.anomaly_fraction,
+                                    anomaly_kind=config.anomaly_kind)
             (tmp / STAMP).write_text(json.dumps(wanted, indent=2))
             os.replace(tmp, root)
         except BaseException:

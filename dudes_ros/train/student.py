@@ -8,12 +8,13 @@ trains the student with CE + λ·RMSLE(u_S, u_T), u_T computed on each augmented
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
 from dudes_ros.config import to_dict
-from dudes_ros.model.checkpoint import CheckpointError
-from dudes_ros.model.ensemble import expand_paths, load_ensemble
+from dudes_ros.model.checkpoint import CheckpointError, require_same_architecture
+from dudes_ros.model.ensemble import Ensemble, expand_paths, load_ensemble
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.train import distributed
 from dudes_ros.train.common import add_common_arguments, fit, recipe_from_args
@@ -56,6 +57,8 @@ def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_di
         seed = recipe.seed + STUDENT_SEED_OFFSET
         seed_everything(seed)
         net = SegmentationNet(recipe.model)
+        if recipe.student.init_from_member is not None:
+            init_from_member(net, teacher, paths, recipe.student.init_from_member)
         metadata = {"recipe": recipe.name, "teacher_members": [str(p) for p in paths],
                     "members": len(paths), "data": data_meta, "world_size": ctx.world_size}
         trainer = Trainer(role="student", net=net, train_config=recipe.student,
@@ -65,6 +68,23 @@ def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_di
         return fit(trainer, resume=resume, on_step=on_step, what="the student")
     finally:
         distributed.teardown(ctx)
+
+
+def init_from_member(net: SegmentationNet, teacher: Ensemble, paths: list[Path],
+                     index: int) -> None:
+    """Copy member ``index``'s weights into the student; only the uncertainty head stays
+    freshly initialised. The stand-in for the paper's pretrained student encoder where no
+    pretrained weights are available (synthetic recipe, offline)."""
+    if not 0 <= index < len(teacher):
+        raise ValueError(f"student.init_from_member is {index}, but the teacher has "
+                         f"{len(teacher)} members (0..{len(teacher) - 1})")
+    require_same_architecture(dataclasses.replace(teacher.config, uncertainty_head=True),
+                              net.config, f"teacher member {paths[index]}")
+    missing, unexpected = net.load_state_dict(teacher.members[index].state_dict(), strict=False)
+    if unexpected or any(not k.startswith("uncertainty_head.") for k in missing):
+        raise CheckpointError(f"{paths[index]}: weights do not fit the student "
+                              f"(missing {missing}, unexpected {unexpected})")
+    log.info("student starts from member %d (%s)", index, paths[index])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
