@@ -75,12 +75,13 @@ def drive_frame(index: int, anomaly: bool, h: int = H, w: int = W) -> np.ndarray
 
 
 def anomaly_drive(seed: int) -> list[np.ndarray]:
-    """``render_sequence`` frames whose anomaly pixels get a saturated checkerboard: the
-    random-init tiny model does not react to the subtle synthetic objects, a trained one would
-    (switch to the plain frames once the bundled trained student exists)."""
+    """``render_sequence`` frames (the anomaly enters a quarter of the frame tall) whose
+    anomaly pixels get a saturated checkerboard: the random-init tiny model does not react to
+    the synthetic objects themselves (nor does the CPU-trained bundled student, see
+    engines/MODEL_CARD.md)."""
     from dudes_ros.data.synthetic import render_sequence
 
-    scenes = render_sequence(seed, (H, W), N_FRAMES, ENTER, LEAVE)
+    scenes = render_sequence(seed, (H, W), N_FRAMES, ENTER, LEAVE, entry_height=H // 4)
     assert [bool(s.anomaly_mask.any()) for s in scenes] == [
         ENTER <= i < LEAVE for i in range(N_FRAMES)]
     ys, xs = np.mgrid[:H, :W]
