@@ -95,7 +95,8 @@ def overhead(workdir: Path, frames: int, warmup: int, image: tuple[int, int],
             "end_to_end_ms": e2e, "first_output_ms": float(np.percentile(first_ms, q)),
             "inference_ms": inference, "overhead_ms": e2e - inference,
             "overhead_pct": (e2e - inference) / inference * 100,
-            "node_overhead_ms": float(diag[f"overhead_p{q}_ms"])}
+            "node_overhead_ms": float(diag[f"overhead_p{q}_ms"]),
+            "input_age_ms": float(diag[f"input_age_p{q}_ms"])}
     return result
 
 
@@ -105,7 +106,8 @@ def overhead_markdown(result: dict, command: str) -> str:
         r = result[q]
         rows.append(f"| {q} | {r['end_to_end_ms']:.1f} | {r['first_output_ms']:.1f} | "
                     f"{r['inference_ms']:.1f} | {r['overhead_ms']:.1f} "
-                    f"({r['overhead_pct']:.1f} %) | {r['node_overhead_ms']:.1f} |")
+                    f"({r['overhead_pct']:.1f} %) | {r['node_overhead_ms']:.1f} | "
+                    f"{r['input_age_ms']:.1f} |")
     p50 = result["p50"]
     goal = p50["overhead_ms"] <= 5.0 and p50["overhead_pct"] <= 10.0
     h, w = result["image"]
@@ -120,8 +122,9 @@ def overhead_markdown(result: dict, command: str) -> str:
         f"{result['warmup']} warm-up; student ResNet-18/16ch at {nw}x{nh}, ONNX Runtime CPU",
         "",
         "| percentile | end-to-end ms (last output) | first output ms | node inference ms | "
-        "overhead ms (% of inference) | node's own overhead ms (to publish) |",
-        "|---|---|---|---|---|---|",
+        "overhead ms (% of inference) | node's own overhead ms (to publish) | "
+        "input age ms (stamp -> worker) |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Goal (<= 5 ms p50 and <= 10 % of inference): {'PASS' if goal else 'FAIL'}",
