@@ -32,9 +32,9 @@ from benchmarks.soak_node import (  # noqa: E402
     Driver,
     SoakSettings,
     export_model,
+    image_size,
     machine,
     markdown,
-    size,
     soak,
     start_node,
     write_atomic,
@@ -137,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the Markdown blocks here as well")
     parser.add_argument("--frames", type=int, default=200, help="part 1: measured frames")
     parser.add_argument("--warmup-frames", type=int, default=3)
-    parser.add_argument("--image", type=size, default=(512, 1024), help="HxW of the frames")
-    parser.add_argument("--net-size", type=size, default=(128, 256),
+    parser.add_argument("--image", type=image_size, default=(512, 1024), help="HxW of the frames")
+    parser.add_argument("--net-size", type=image_size, default=(128, 256),
                         help="part 1: HxW of the student's input")
     parser.add_argument("--duration", type=float, default=300.0,
                         help="part 2: seconds of 30 Hz input (0 skips part 2)")
     parser.add_argument("--warmup", type=float, default=30.0,
                         help="part 2: seconds excluded from the RSS growth")
-    parser.add_argument("--slow-net-size", type=size, default=(256, 512),
+    parser.add_argument("--slow-net-size", type=image_size, default=(256, 512),
                         help="part 2: HxW of the (slower) student's input")
     parser.add_argument("--max-input-age", type=float, default=0.5)
     args = parser.parse_args(argv)

@@ -33,6 +33,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
 from dudes_ros.bag.process import ProcessOptions, process_bag  # noqa: E402
+from dudes_ros.cli import image_size  # noqa: E402
 from dudes_ros.config import ModelConfig  # noqa: E402
 from dudes_ros.export.onnx_export import export_onnx  # noqa: E402
 from dudes_ros.inference.factory import create_predictor  # noqa: E402
@@ -40,11 +41,6 @@ from dudes_ros.model.student import SegmentationNet  # noqa: E402
 from dudes_ros.perception import OodConfig  # noqa: E402
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
-
-
-def size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
 
 
 def frame(index: int, shape: tuple[int, int]) -> np.ndarray:
@@ -97,8 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_process_bag.md"))
     parser.add_argument("--frames", type=int, default=12)
-    parser.add_argument("--image", type=size, default=(1024, 2048), help="HxW of the frames")
-    parser.add_argument("--net-size", type=size, default=(512, 1024), help="HxW of the net")
+    parser.add_argument("--image", type=image_size, default=(1024, 2048), help="HxW of the frames")
+    parser.add_argument("--net-size", type=image_size, default=(512, 1024), help="HxW of the net")
     parser.add_argument("--kinds", nargs="+", default=["raw", "jpeg"], choices=["raw", "jpeg"])
     args = parser.parse_args()
 

@@ -53,6 +53,8 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
                       str(REPO / "config" / "fastdds_large_images.xml"))
 
+from dudes_ros.cli import image_size  # noqa: E402
+
 STAMPED_OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood")
 STATUS_NAME = "/dudes_node: inference"
 
@@ -430,11 +432,6 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the Markdown block here as well")
@@ -443,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds excluded from the RSS growth")
     parser.add_argument("--cameras", default="front,left")
     parser.add_argument("--rate", type=float, default=30.0, help="Hz per camera")
-    parser.add_argument("--image", type=size, default=(512, 1024), help="HxW of the frames")
-    parser.add_argument("--net-size", type=size, default=(128, 256),
+    parser.add_argument("--image", type=image_size, default=(512, 1024), help="HxW of the frames")
+    parser.add_argument("--net-size", type=image_size, default=(128, 256),
                         help="HxW of the student's input")
     parser.add_argument("--max-input-age", type=float, default=0.5)
     parser.add_argument("--model", type=Path, help="use this ONNX instead of a tiny export")

@@ -35,6 +35,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type for ``HEIGHTxWIDTH`` (e.g. ``256x512``), both sides >= 16 pixels."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size {text!r}: expected HEIGHTxWIDTH, e.g. 256x512") from None
+    if h < 16 or w < 16:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected both sides >= 16 pixels")
+    return h, w
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dudes",

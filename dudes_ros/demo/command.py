@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from dudes_ros.bag.staging import staged_output
+from dudes_ros.cli import image_size
 from dudes_ros.config import ConfigError
 from dudes_ros.demo.sources import Drive, bag_drive, image_folder_drive, synthetic_drive
 
@@ -30,17 +31,6 @@ CONTACT_SHEET = "contact_sheet.png"
 TIMELINE = "ood_timeline.png"
 BAG_DIR = "bag"
 NODE_LOG = "node.log"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size {text!r}: expected HEIGHTxWIDTH, e.g. 256x512") from None
-    if h < 16 or w < 16:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected both sides >= 16 pixels")
-    return h, w
 
 
 def _positive(kind: type):
@@ -68,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic drive: frame at which it has left (default 48)")
     source.add_argument("--seed", type=int, default=4,
                         help="synthetic drive seed (default 4: a horse cut from a cat photo)")
-    source.add_argument("--size", type=_size, default=(256, 512),
+    source.add_argument("--size", type=image_size, default=(256, 512),
                         help="synthetic frame size HEIGHTxWIDTH (default 256x512; the model "
                              "resizes in its graph)")
     parser.add_argument("--model", type=Path,
