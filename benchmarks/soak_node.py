@@ -56,6 +56,7 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
 from dudes_ros.cli import image_size  # noqa: E402
 
 STAMPED_OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood")
+IMAGE = "sensor_msgs/msg/Image"
 STATUS_NAME = "/dudes_node: inference"
 
 
@@ -79,8 +80,9 @@ class Record:
     """Everything the driver saw; times are ``time.time_ns()`` (the node uses the same clock)."""
 
     sent: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
-    outputs: dict[tuple[str, str], list[tuple[str, int, int]]] = field(
-        default_factory=lambda: defaultdict(list))  # (camera, topic) -> (frame_id, stamp, recv)
+    # (camera, topic) -> (frame_id, stamp, callback time, rmw received_timestamp)
+    outputs: dict[tuple[str, str], list[tuple[str, int, int, int]]] = field(
+        default_factory=lambda: defaultdict(list))
     alarms: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     samples: list[tuple[float, int, int, int]] = field(default_factory=list)  # t, rss, thr, fds
     diagnostics: dict[str, str] = field(default_factory=dict)
@@ -116,8 +118,8 @@ def start_node(model: Path, log: Path, cameras: tuple[str, ...], **parameters) -
     return subprocess.Popen(args, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def street_frames(count: int, size: tuple[int, int], salt: int) -> list[bytes]:
-    """``count`` distinct rgb8 frames (sky, facades, road, noise) as packed bytes."""
+def street_frames(count: int, size: tuple[int, int], salt: int) -> list[np.ndarray]:
+    """``count`` distinct rgb8 frames (sky, facades, road, noise), ``uint8 [H, W, 3]``."""
     h, w = size
     frames = []
     for i in range(count):
@@ -128,7 +130,7 @@ def street_frames(count: int, size: tuple[int, int], salt: int) -> list[bytes]:
         image[h // 3: 2 * h // 3] = np.where(columns[:, None], (70, 70, 70), (110, 100, 90))
         image[2 * h // 3:] = (128, 64, 128)
         noise = rng.integers(-8, 9, (h, w, 3), dtype=np.int16)
-        frames.append(np.clip(image + noise, 0, 255).astype(np.uint8).tobytes())
+        frames.append(np.clip(image + noise, 0, 255).astype(np.uint8))
     return frames
 
 
@@ -140,8 +142,12 @@ class Driver:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from rosbags.typesys import get_typestore
         from sensor_msgs.msg import Image
         from std_msgs.msg import Bool
+
+        from dudes_ros.bag.reader import OUTPUT_TYPESTORE
+        from dudes_ros.ros.conversions import array_to_image_fields
 
         self.settings = settings
         self.process = psutil.Process(node_pid)
@@ -150,28 +156,31 @@ class Driver:
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        h, w = settings.image
-        self.pubs, self.messages, self._subs = {}, {}, []
+        self.typestore = get_typestore(OUTPUT_TYPESTORE)
+        self.pubs, self.frames, self._subs = {}, {}, []
         for k, camera in enumerate(settings.cameras):
             self.pubs[camera] = self.node.create_publisher(
                 Image, f"{camera}/image", qos_profile_sensor_data)
-            self.messages[camera] = [
-                Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w, data=data)
-                for data in street_frames(6, settings.image, k)]
+            self.frames[camera] = [array_to_image_fields(rgb, "rgb8")
+                                   for rgb in street_frames(6, settings.image, k)]
             for name in STAMPED_OUTPUTS:
                 msg_type = DiagnosticArray if name == "ood" else Image
                 self._subs.append(self.node.create_subscription(
                     msg_type, f"{camera}/{name}",
-                    lambda msg, c=camera, n=name: self._on_output(c, n, msg), reliable))
+                    lambda msg, info, c=camera, n=name: self._on_output(c, n, msg, info),
+                    reliable))
             self._subs.append(self.node.create_subscription(
                 Bool, f"{camera}/ood_alarm", lambda _, c=camera: self._on_alarm(c), reliable))
         self._subs.append(self.node.create_subscription(
             DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable))
 
-    def _on_output(self, camera: str, name: str, msg) -> None:
+    def _on_output(self, camera: str, name: str, msg, info) -> None:
+        """Record an output with two receive times: when this callback ran, and when the
+        middleware received it (rmw ``received_timestamp``, same clock), which leaves out the
+        ~2 ms this process's Python executor needs per large message."""
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.record.outputs[(camera, name)].append((msg.header.frame_id, stamp,
-                                                    time.time_ns()))
+                                                    time.time_ns(), info["received_timestamp"]))
 
     def _on_alarm(self, camera: str) -> None:
         self.record.alarms[camera] += 1
@@ -237,14 +246,21 @@ class Driver:
         return self.record
 
     def publish(self, seq: int) -> None:
-        """Send frame ``seq`` on every camera, stamped now."""
+        """Send frame ``seq`` on every camera, stamped now, as CDR bytes encoded by rosbags
+        (one copy, as a C++ camera driver's publish costs; an rclpy ``Image`` would add two
+        more copies to the latency charged to the node)."""
+        types = self.typestore.types
         for camera, pub in self.pubs.items():
-            msg = self.messages[camera][seq % len(self.messages[camera])]
+            frames = self.frames[camera]
+            frame_id = f"{camera}:{seq}"
             stamp_ns = time.time_ns()
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-            msg.header.frame_id = f"{camera}:{seq}"
-            self.record.sent[camera][msg.header.frame_id] = stamp_ns
-            pub.publish(msg)
+            sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+            header = types["std_msgs/msg/Header"](
+                stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                frame_id=frame_id)
+            msg = types[IMAGE](header=header, **frames[seq % len(frames)])
+            self.record.sent[camera][frame_id] = stamp_ns
+            pub.publish(bytes(self.typestore.serialize_cdr(msg, IMAGE)))
 
     def spin_until(self, condition, timeout: float) -> bool:
         """Spin until ``condition()`` is true (True) or ``timeout`` s passed (False)."""
@@ -276,11 +292,11 @@ def analyse(record: Record, settings: SoakSettings) -> dict:
         per_topic = {}
         for name in STAMPED_OUTPUTS:
             rows = record.outputs[(camera, name)]
-            invalid += sum(sent.get(frame_id) != stamp for frame_id, stamp, _ in rows)
-            per_topic[name] = {frame_id for frame_id, _, _ in rows}
+            invalid += sum(sent.get(frame_id) != stamp for frame_id, stamp, *_ in rows)
+            per_topic[name] = {frame_id for frame_id, *_ in rows}
             if name == "segmentation":
-                ages_ms += [(recv - stamp) * 1e-6 for _, stamp, recv in rows]
-                recv_times = sorted(recv for _, _, recv in rows)
+                ages_ms += [(recv - stamp) * 1e-6 for _, stamp, recv, _ in rows]
+                recv_times = sorted(recv for _, _, recv, _ in rows)
                 intervals_ms += list(np.diff(recv_times) * 1e-6)
         union = set().union(*per_topic.values())
         incomplete += sum(any(f not in ids for ids in per_topic.values()) for f in union)

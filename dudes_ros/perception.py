@@ -138,7 +138,8 @@ class PerceptionCore:
                 groups[image.shape].append(camera)
         results: dict[str, FrameResult] = {}
         for cameras in groups.values():
-            batch = np.stack([frames[c] for c in cameras])
+            batch = (frames[cameras[0]][None] if len(cameras) == 1
+                     else np.stack([frames[c] for c in cameras]))
             start = time.perf_counter()
             labels, uncertainty = self.predictor.predict(batch)
             inference_ms = (time.perf_counter() - start) * 1e3

@@ -11,7 +11,7 @@ import pytest
 
 from dudes_ros.ros.conversions import (
     ImageRejected,
-    array_to_image_fields,
+    array_to_rclpy_image_fields,
     compressed_to_rgb,
     image_to_rgb,
 )
@@ -144,12 +144,12 @@ def test_output_fields_round_trip_through_rclpy_messages():
     from sensor_msgs.msg import Image
 
     u = RNG.random((5, 7), dtype=np.float32)
-    msg = Image(**array_to_image_fields(u, "32FC1"))
+    msg = Image(**array_to_rclpy_image_fields(u, "32FC1"))
     assert (msg.encoding, msg.step, msg.height, msg.width) == ("32FC1", 28, 5, 7)
     np.testing.assert_array_equal(np.frombuffer(msg.data, np.float32).reshape(5, 7), u)
-    msg = Image(**array_to_image_fields(RGB, "rgb8"))
+    msg = Image(**array_to_rclpy_image_fields(RGB, "rgb8"))
     np.testing.assert_array_equal(image_to_rgb(msg), RGB)
     with pytest.raises(ValueError, match=r"mono8 needs uint8 \[H, W\], got float32"):
-        array_to_image_fields(u, "mono8")
+        array_to_rclpy_image_fields(u, "mono8")
     with pytest.raises(ValueError, match="'16UC1' is not supported"):
-        array_to_image_fields(u, "16UC1")
+        array_to_rclpy_image_fields(u, "16UC1")

@@ -303,7 +303,7 @@ def test_every_encoding_and_padded_rows_give_the_rgb8_segmentation(two_cameras, 
 
 def test_colour_outputs_are_built_for_subscribers(two_cameras, offline):
     from dudes_ros.labels import colorize
-    from dudes_ros.ros.node import heat_map
+    from dudes_ros.ros.outputs import heat_map
 
     client, _, _ = two_cameras
     rgb = drive_frame(3, False)
@@ -335,16 +335,20 @@ def test_malformed_frames_are_rejected_counted_and_streaming_continues(two_camer
             setattr(msg, key, value)
         client.send("front", msg, wait_for=None)
         client.spin_until(lambda: False, 0.3)
+    # Bytes on the image topic that are no CDR Image at all (a raw publisher gone wrong).
+    client.pubs["front"].publish(b"\x00\x01\x00\x00garbage")
+    client.spin_until(lambda: False, 0.3)
     client.send("front", image_msg(good, "after-bad"))
     check_outputs(client, "front", "after-bad", *offline(good))
     assert not any(k[2].startswith("bad-") for k in client.received)
     counts = client.latest_counts()
-    for reason in bad:
+    for reason in [*bad, "cdr"]:
         assert counts.get(f"rejected_{reason}") == "1", counts
-    assert int(counts["frames_rejected"]) == len(bad)
+    assert int(counts["frames_rejected"]) == len(bad) + 1
     text = log.read_text()
     assert "rejected frame (frame_id 'bad-too_large')" in text and "20000x20000" in text
     assert "step 383 is smaller than" in text
+    assert "rejected a message that is not a CDR-encoded sensor_msgs/msg/Image" in text
 
 
 def test_stale_frames_are_dropped_and_counted(two_cameras):

@@ -32,7 +32,6 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore
 from tqdm import tqdm
 
-from dudes_ros.bag.outputs import OutputBuilder
 from dudes_ros.bag.reader import (
     OUTPUT_TYPESTORE,
     BagError,
@@ -47,6 +46,7 @@ from dudes_ros.config import ConfigError
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.perception import OodConfig, PerceptionCore
 from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
+from dudes_ros.ros.outputs import OutputBuilder
 
 LOG = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ def process_bag(source: str | Path, destination: str | Path, predictor: Predicto
     if destination.resolve() == source.resolve():
         raise ValueError(f"output {destination} is the input bag; choose another path")
     typestore = get_typestore(OUTPUT_TYPESTORE)
-    builder = OutputBuilder(typestore, ood, color=options.color)
+    colors = frozenset({"segmentation/color"} if options.color else ())
+    builder = OutputBuilder(typestore, ood, colors=colors)
     with BagReader(source) as bag:
         chosen = bag.select_image_topics(options.topics)
         layout = _check_layout(bag, chosen, builder, options.include_inputs)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from dudes_ros.demo.node_process import NodeProcess
 from dudes_ros.demo.report import OUTPUTS, FrameRecord
 from dudes_ros.demo.sources import Drive
-from dudes_ros.ros.conversions import array_to_image_fields
+from dudes_ros.ros.conversions import array_to_rclpy_image_fields
 
 LOG = logging.getLogger(__name__)
 FRAME_ID = "dudes_demo_camera"
@@ -202,7 +202,7 @@ def _publish_all(drive: Drive, executor: SingleThreadedExecutor, ros_node: Any,
         due = start + index * period
         while (wait := due - time.monotonic()) > 0:
             executor.spin_once(timeout_sec=wait)
-        msg = Image(**array_to_image_fields(rgb, "rgb8"))
+        msg = Image(**array_to_rclpy_image_fields(rgb, "rgb8"))
         msg.header.frame_id = FRAME_ID
         msg.header.stamp = ros_node.get_clock().now().to_msg()
         record = FrameRecord(index, _stamp_ns(msg.header), rgb.shape[0], rgb.shape[1],

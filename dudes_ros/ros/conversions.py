@@ -160,9 +160,10 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
 
 
 def array_to_image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
-    """Fields for any Image class from ``[H, W]`` or ``[H, W, C]`` pixels: ``height, width,
-    encoding, is_bigendian, step, data``. ``data`` is a bytes copy with unpadded rows (rclpy
-    messages take bytes directly; wrap it in ``np.frombuffer`` for rosbags dataclasses)."""
+    """Fields of a ``rosbags`` Image dataclass from ``[H, W]`` or ``[H, W, C]`` pixels:
+    ``height, width, encoding, is_bigendian, step, data``, with ``data`` the pixels as a flat
+    ``uint8`` view with unpadded rows (a copy only when ``array`` is not contiguous). For an
+    rclpy message use ``array_to_rclpy_image_fields``."""
     if encoding not in OUTPUT_ENCODINGS:
         raise ValueError(f"output encoding {encoding!r} is not supported; expected one of "
                          f"{sorted(OUTPUT_ENCODINGS)}")
@@ -178,5 +179,13 @@ def array_to_image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
         "encoding": encoding,
         "is_bigendian": int(sys.byteorder == "big"),
         "step": int(width * channels * dtype.itemsize),
-        "data": np.ascontiguousarray(array).tobytes(),
+        "data": np.ascontiguousarray(array).reshape(-1).view(np.uint8),
     }
+
+
+def array_to_rclpy_image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
+    """``array_to_image_fields`` with ``data`` as bytes, which rclpy's ``Image`` takes directly
+    (given an ndarray it would convert element by element)."""
+    fields = array_to_image_fields(array, encoding)
+    fields["data"] = fields["data"].tobytes()
+    return fields

@@ -1,10 +1,11 @@
 """``dudes_node``: the lifecycle node, a thin adapter between ROS topics and ``PerceptionCore``.
 
-Threads: the executor thread runs subscription callbacks (which only drop the message into a
-one-slot mailbox per camera), the diagnostics timer and parameter callbacks; one worker thread
-takes the latest frame of every camera, converts, infers (one batch per resolution) and
-publishes. Nothing queues: a frame that arrives before the previous one was taken replaces it
-and is counted as superseded.
+Threads: the executor thread runs the diagnostics timer, the lifecycle services and the
+parameter callbacks; one worker thread waits on the image subscriptions itself (``Intake``:
+rclpy's executor would add about 2 ms per frame), takes the newest frame of every camera,
+converts, infers (one batch per resolution) and publishes. Nothing queues: a frame that
+arrives before the previous one was taken is replaced in the subscription's ``qos.depth``
+queue and counted as superseded.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -26,22 +26,18 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.typesys import get_typestore
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool
 
-from dudes_ros import labels as label_table
+from dudes_ros.bag.reader import COMPRESSED_IMAGE, IMAGE, OUTPUT_TYPESTORE
 from dudes_ros.config import ConfigError
 from dudes_ros.perception import FrameResult, OodConfig, PerceptionCore
 from dudes_ros.ros import params
-from dudes_ros.ros.conversions import (
-    ImageRejected,
-    array_to_image_fields,
-    compressed_to_rgb,
-    image_to_rgb,
-)
+from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
+from dudes_ros.ros.intake import Intake, Taken, WorkerOwned
+from dudes_ros.ros.outputs import COLOR_TOPICS, OUTPUT_TOPICS, OutputBuilder
 
-OUTPUTS = ("segmentation", "segmentation/color", "uncertainty", "uncertainty/color",
-           "confidence", "ood", "ood_alarm")
 _LEVEL = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
           "error": DiagnosticStatus.ERROR}
 
@@ -53,47 +49,6 @@ def topic(camera: str, name: str) -> str:
 
 def _stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-def _image(header: Any, array: np.ndarray, encoding: str) -> Image:
-    return Image(header=header, **array_to_image_fields(array, encoding))
-
-
-def heat_map(uncertainty: np.ndarray) -> np.ndarray:
-    """RGB ``uint8 [H, W, 3]`` inferno heat map of ``float [H, W]`` u in [0, 1]."""
-    scaled = np.rint(np.clip(uncertainty, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-
-
-class Mailbox:
-    """One slot per camera holding the newest unprocessed message; never grows."""
-
-    def __init__(self, cameras: list[str]) -> None:
-        self._slots: dict[str, Any] = dict.fromkeys(cameras)
-        self._cond = threading.Condition()
-        self._closed = False
-
-    def put(self, camera: str, item: Any) -> bool:
-        """Store ``item``; True when it replaced one nobody had taken."""
-        with self._cond:
-            replaced = self._slots[camera] is not None
-            self._slots[camera] = item
-            self._cond.notify()
-        return replaced
-
-    def take_all(self, timeout: float) -> dict[str, Any]:
-        """Empty every slot and return what was there (``{}`` on timeout or when closed)."""
-        with self._cond:
-            if not self._closed and all(v is None for v in self._slots.values()):
-                self._cond.wait(timeout)
-            taken = {c: v for c, v in self._slots.items() if v is not None}
-            self._slots = dict.fromkeys(self._slots)
-        return taken
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class Stats:
@@ -154,11 +109,12 @@ class DudesNode(Node):
         self.core: PerceptionCore | None = None
         self.calibration: dict | None = None
         self.stats = Stats()
+        self._typestore = get_typestore(OUTPUT_TYPESTORE)
         self._cameras: dict[str, _Camera] = {}
-        self._image_subscriptions: list[Any] = []
+        self._image_subscriptions: dict[str, Any] = {}
         self._diagnostics_pub = None
         self._diagnostics_timer = None
-        self._mailbox: Mailbox | None = None
+        self._intake: Intake | None = None
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_log: dict[str, float] = {}
@@ -178,12 +134,8 @@ class DudesNode(Node):
         output_qos = self._qos(self.config.qos_output_reliability, self.config.qos_output_depth)
         for camera in self.config.camera_names:
             pubs = {name: self.create_lifecycle_publisher(
-                        Image, topic(camera, name), output_qos)
-                    for name in OUTPUTS[:5]}
-            pubs["ood"] = self.create_lifecycle_publisher(
-                DiagnosticArray, topic(camera, "ood"), output_qos)
-            pubs["ood_alarm"] = self.create_lifecycle_publisher(
-                Bool, topic(camera, "ood_alarm"), output_qos)
+                        _MSG_CLASSES[msgtype], topic(camera, name), output_qos)
+                    for name, msgtype in OUTPUT_TOPICS.items()}
             self._cameras[camera] = _Camera(pubs)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(self.config.diagnostics_period,
@@ -201,14 +153,17 @@ class DudesNode(Node):
                 self.get_logger().error(f"activate failed reloading the model: {exc}")
                 return TransitionCallbackReturn.FAILURE
         qos = self._qos(self.config.qos_reliability, self.config.qos_depth)
-        self._mailbox = Mailbox(self.config.camera_names)
+        worker_owned = WorkerOwned()
         for camera in self.config.camera_names:
             if self.config.transport == "compressed":
                 msg_type, name = CompressedImage, topic(camera, "image/compressed")
             else:
                 msg_type, name = Image, topic(camera, "image")
-            self._image_subscriptions.append(self.create_subscription(
-                msg_type, name, lambda msg, c=camera: self._on_image(c, msg), qos))
+            # The callback never runs: no executor runs a WorkerOwned group; Intake takes the
+            # CDR bytes, which rosbags decodes into numpy views (rclpy would copy them 3 times).
+            self._image_subscriptions[camera] = self.create_subscription(
+                msg_type, name, lambda msg: None, qos, callback_group=worker_owned, raw=True)
+        self._intake = Intake(self.context, self._image_subscriptions)
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="dudes_worker", daemon=True)
         self._worker.start()
@@ -257,16 +212,18 @@ class DudesNode(Node):
 
     def _stop_streaming(self) -> None:
         self._active = False
-        for sub in self._image_subscriptions:
-            self.destroy_subscription(sub)
-        self._image_subscriptions = []
         self._stop.set()
-        if self._mailbox is not None:
-            self._mailbox.close()
+        if self._intake is not None:
+            self._intake.wake()
         if self._worker is not None:
             self._worker.join()
         self._worker = None
-        self._mailbox = None
+        if self._intake is not None:
+            self._intake.close()
+        self._intake = None
+        for sub in self._image_subscriptions.values():
+            self.destroy_subscription(sub)
+        self._image_subscriptions = {}
 
     def _close_predictor(self) -> None:
         if self.core is not None:
@@ -316,37 +273,44 @@ class DudesNode(Node):
 
     # --- streaming -------------------------------------------------------------------------
 
-    def _on_image(self, camera: str, msg: Any) -> None:
-        mailbox = self._mailbox
-        if mailbox is None:
-            return
-        self.stats.count("in")
-        if mailbox.put(camera, (msg, time.monotonic())):
-            self.stats.count("dropped_superseded")
-
     def _work(self) -> None:
+        intake = self._intake
         while not self._stop.is_set():
-            mailbox = self._mailbox
-            taken = mailbox.take_all(timeout=0.1) if mailbox is not None else {}
-            if taken:
+            try:
+                taken = intake.take_latest(timeout=0.25)
+            except Exception:  # noqa: BLE001 - rcl refuses a wait on a context shut down under it
+                if not self.context.ok():
+                    return
+                raise
+            self.stats.count("in", taken.arrived)
+            self.stats.count("dropped_superseded", taken.superseded)
+            if taken.messages and not self._stop.is_set():
                 try:
                     self._step(taken)
                 except Exception as exc:  # noqa: BLE001 - keep streaming; counted and logged
                     self.stats.count("errors")
                     self._log_throttled("error", f"processing failed: {exc!r}", error=True)
 
-    def _step(self, taken: dict[str, tuple[Any, float]]) -> None:
+    def _step(self, taken: Taken) -> None:
         config, core = self.config, self.core
         now_ns = self.get_clock().now().nanoseconds
         frames, headers, ages = {}, {}, {}
-        for camera, (msg, _) in taken.items():
+        msgtype = COMPRESSED_IMAGE if config.transport == "compressed" else IMAGE
+        for camera, raw in taken.messages.items():
+            try:
+                msg = self._typestore.deserialize_cdr(memoryview(raw), msgtype)  # views
+            except Exception as exc:  # noqa: BLE001 - foreign bytes: whatever fails, reject
+                self.stats.reject("cdr")
+                self._log_throttled("cdr", f"camera {camera!r}: rejected a message that is not "
+                                    f"a CDR-encoded {msgtype}: {exc!r}")
+                continue
             stamp = _stamp_ns(msg.header)
             age = (now_ns - stamp) * 1e-9 if stamp else math.nan
             if config.max_input_age > 0 and age > config.max_input_age:
                 self.stats.count("dropped_stale")
                 continue
             try:
-                if isinstance(msg, CompressedImage):
+                if msgtype == COMPRESSED_IMAGE:
                     frames[camera] = compressed_to_rgb(msg, config.max_pixels)
                 else:
                     frames[camera] = image_to_rgb(msg, config.max_pixels)
@@ -370,35 +334,17 @@ class DudesNode(Node):
                            alarm=float(result.alarm))
 
     def _publish(self, camera: str, header: Any, result: FrameResult) -> None:
+        """Every output of one frame, built with ``OutputBuilder`` (as ``process-bag`` builds
+        them) and published as CDR bytes: rosbags serializes numpy images with one copy where
+        an rclpy message costs three."""
         pubs = self._cameras[camera].publishers
-        pubs["segmentation"].publish(_image(header, result.labels, "mono8"))
-        pubs["uncertainty"].publish(_image(header, result.uncertainty, "32FC1"))
-        pubs["confidence"].publish(_image(header, result.confidence, "mono8"))
-        if pubs["segmentation/color"].get_subscription_count() > 0:
-            pubs["segmentation/color"].publish(
-                _image(header, label_table.colorize(result.labels), "rgb8"))
-        if pubs["uncertainty/color"].get_subscription_count() > 0:
-            pubs["uncertainty/color"].publish(
-                _image(header, heat_map(result.uncertainty), "rgb8"))
-        pubs["ood"].publish(self._ood_message(camera, header, result))
-        pubs["ood_alarm"].publish(Bool(data=result.alarm))
-
-    def _ood_message(self, camera: str, header: Any, result: FrameResult) -> DiagnosticArray:
-        ood = self.core.ood
-        over = result.ood_score > ood.frame_threshold
-        level = "error" if result.alarm else "warn" if over else "ok"
-        message = {"error": "OOD alarm", "warn": "frame over OOD threshold",
-                   "ok": "in distribution"}[level]
-        values = [("score", f"{result.ood_score:.6f}"),
-                  ("threshold", f"{ood.frame_threshold:.6f}"),
-                  ("uncertain_fraction", f"{result.uncertain_fraction:.6f}"),
-                  ("alarm", str(result.alarm).lower()),
-                  ("pixel_threshold", f"{ood.pixel_threshold:.6f}")]
-        status = DiagnosticStatus(level=_LEVEL[level],
-                                  name=f"{self.get_fully_qualified_name()}: ood",
-                                  hardware_id=camera or "camera", message=message,
-                                  values=[KeyValue(key=k, value=v) for k, v in values])
-        return DiagnosticArray(header=header, status=[status])
+        colors = frozenset(name for name in COLOR_TOPICS
+                           if pubs[name].get_subscription_count() > 0)
+        builder = OutputBuilder(self._typestore, self.core.ood, colors,
+                                node_name=self.get_fully_qualified_name())
+        serialize = self._typestore.serialize_cdr
+        for name, msgtype, message in builder.messages(header, camera or "camera", result):
+            pubs[name].publish(bytes(serialize(message, msgtype)))
 
     def _log_throttled(self, key: str, text: str, error: bool = False) -> None:
         now = time.monotonic()
@@ -432,6 +378,10 @@ class DudesNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(msg)
+
+
+_MSG_CLASSES = {IMAGE: Image, "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray,
+                "std_msgs/msg/Bool": Bool}
 
 
 def _bundled_model() -> Path:

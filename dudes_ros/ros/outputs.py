@@ -1,0 +1,138 @@
+"""The output messages of one frame, as ``rosbags`` dataclasses of ROS 2 Kilted types.
+
+Both the node (which publishes them as CDR bytes) and ``dudes process-bag`` (which writes them
+to a bag) build their outputs here, so the two agree message for message. Topic names and
+contents (DESIGN §3.3), relative to the camera namespace: ``segmentation`` (mono8 trainIds),
+``segmentation/color`` (rgb8 palette, optional), ``uncertainty`` (32FC1),
+``uncertainty/color`` (rgb8 inferno heat map, optional), ``confidence`` (mono8,
+255 = certain), ``ood`` (diagnostic_msgs/DiagnosticArray) and ``ood_alarm`` (std_msgs/Bool),
+every one stamped with the input image's header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from rosbags.typesys.store import Typestore
+
+from dudes_ros.labels import colorize
+from dudes_ros.perception import FrameResult, OodConfig
+from dudes_ros.ros.conversions import array_to_image_fields
+
+IMAGE = "sensor_msgs/msg/Image"
+DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+BOOL = "std_msgs/msg/Bool"
+
+# topic suffix -> message type, in the order messages are written for a frame
+OUTPUT_TOPICS: dict[str, str] = {
+    "segmentation": IMAGE,
+    "segmentation/color": IMAGE,
+    "uncertainty": IMAGE,
+    "uncertainty/color": IMAGE,
+    "confidence": IMAGE,
+    "ood": DIAGNOSTIC_ARRAY,
+    "ood_alarm": BOOL,
+}
+COLOR_TOPICS = frozenset({"segmentation/color", "uncertainty/color"})  # built only on request
+
+OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
+NODE_NAME = "dudes_node"  # the node's default name: offline and live diagnostics read the same
+
+
+def output_topic(namespace: str, suffix: str) -> str:
+    """``/cam_front`` + ``segmentation`` -> ``/cam_front/segmentation``."""
+    return f"{namespace.rstrip('/')}/{suffix}"
+
+
+def heat_map(uncertainty: np.ndarray) -> np.ndarray:
+    """RGB ``uint8 [H, W, 3]`` inferno heat map of ``float [H, W]`` u in [0, 1]."""
+    scaled = np.rint(np.clip(uncertainty, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def ood_level(result: FrameResult, ood: OodConfig) -> int:
+    """ERROR while the debounced alarm is raised, WARN for a frame over threshold, else OK."""
+    if result.alarm:
+        return ERROR
+    return WARN if result.ood_score > ood.frame_threshold else OK
+
+
+def ood_values(result: FrameResult, ood: OodConfig) -> dict[str, str]:
+    """Key/value pairs of the ``ood`` diagnostic status (the node's keys, in its order)."""
+    return {
+        "score": f"{result.ood_score:.6f}",
+        "threshold": f"{ood.frame_threshold:.6f}",
+        "uncertain_fraction": f"{result.uncertain_fraction:.6f}",
+        "alarm": str(result.alarm).lower(),
+        "pixel_threshold": f"{ood.pixel_threshold:.6f}",
+    }
+
+
+@dataclass
+class OutputBuilder:
+    """Builds the output messages of one frame with the types of ``typestore``; ``colors``
+    names the colour topics (``COLOR_TOPICS``) to build, ``node_name`` prefixes the ``ood``
+    status name."""
+
+    typestore: Typestore
+    ood: OodConfig
+    colors: frozenset[str] = frozenset()
+    node_name: str = NODE_NAME
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.colors) - COLOR_TOPICS)
+        if unknown:
+            raise ValueError(f"unknown colour topic(s) {unknown}; expected some of "
+                             f"{sorted(COLOR_TOPICS)}")
+
+    def topics(self, namespace: str) -> dict[str, str]:
+        """``{topic: msgtype}`` this builder writes for a camera namespace."""
+        return {output_topic(namespace, suffix): msgtype
+                for suffix, msgtype in OUTPUT_TOPICS.items()
+                if suffix not in COLOR_TOPICS or suffix in self.colors}
+
+    def header(self, header: Any) -> Any:
+        """A ROS 2 header with the input's stamp and frame id (ROS 1 headers drop ``seq``)."""
+        types = self.typestore.types
+        stamp = types["builtin_interfaces/msg/Time"](sec=int(header.stamp.sec),
+                                                     nanosec=int(header.stamp.nanosec))
+        return types["std_msgs/msg/Header"](stamp=stamp, frame_id=str(header.frame_id))
+
+    def _image(self, header: Any, array: np.ndarray, encoding: str) -> Any:
+        return self.typestore.types[IMAGE](header=header,
+                                           **array_to_image_fields(array, encoding))
+
+    def messages(self, header: Any, camera: str,
+                 result: FrameResult) -> Iterator[tuple[str, str, Any]]:
+        """``(topic suffix, msgtype, message)`` for one frame in ``OUTPUT_TOPICS`` order, each
+        built only when its turn comes; ``header`` is copied from the input."""
+        types = self.typestore.types
+        header = self.header(header)
+        yield "segmentation", IMAGE, self._image(header, result.labels, "mono8")
+        if "segmentation/color" in self.colors:
+            yield ("segmentation/color", IMAGE,
+                   self._image(header, colorize(result.labels), "rgb8"))
+        yield "uncertainty", IMAGE, self._image(header, result.uncertainty, "32FC1")
+        if "uncertainty/color" in self.colors:
+            yield ("uncertainty/color", IMAGE,
+                   self._image(header, heat_map(result.uncertainty), "rgb8"))
+        yield "confidence", IMAGE, self._image(header, result.confidence, "mono8")
+        level = ood_level(result, self.ood)
+        text = {OK: "in distribution", WARN: "frame over OOD threshold", ERROR: "OOD alarm"}
+        values = [types["diagnostic_msgs/msg/KeyValue"](key=k, value=v)
+                  for k, v in ood_values(result, self.ood).items()]
+        status = types["diagnostic_msgs/msg/DiagnosticStatus"](
+            level=level, name=f"{self.node_name}: ood", message=text[level],
+            hardware_id=camera, values=values)
+        yield "ood", DIAGNOSTIC_ARRAY, types[DIAGNOSTIC_ARRAY](header=header, status=[status])
+        yield "ood_alarm", BOOL, types[BOOL](data=bool(result.alarm))
+
+    def build(self, namespace: str, header: Any, camera: str,
+              result: FrameResult) -> list[tuple[str, str, Any]]:
+        """``[(topic, msgtype, message)]`` for one frame, ``header`` copied from the input."""
+        return [(output_topic(namespace, suffix), msgtype, message)
+                for suffix, msgtype, message in self.messages(header, camera, result)]
