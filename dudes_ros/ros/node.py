@@ -36,8 +36,15 @@ from dudes_ros.perception import FrameResult, OodConfig, PerceptionCore
 from dudes_ros.ros import params
 from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
 from dudes_ros.ros.intake import Intake, Taken, WorkerOwned
-from dudes_ros.ros.outputs import COLOR_TOPICS, OUTPUT_TOPICS, OutputBuilder
+from dudes_ros.ros.outputs import (
+    BOOL,
+    COLOR_TOPICS,
+    DIAGNOSTIC_ARRAY,
+    OUTPUT_TOPICS,
+    OutputBuilder,
+)
 
+_MSG_CLASSES = {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}  # OUTPUT_TOPICS
 _LEVEL = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
           "error": DiagnosticStatus.ERROR}
 
@@ -378,10 +385,6 @@ class DudesNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(msg)
-
-
-_MSG_CLASSES = {IMAGE: Image, "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray,
-                "std_msgs/msg/Bool": Bool}
 
 
 def _bundled_model() -> Path:
