@@ -40,7 +40,7 @@ OUTPUT_TOPICS: dict[str, str] = {
 COLOR_TOPICS = frozenset({"segmentation/color", "uncertainty/color"})  # built only on request
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
-NODE_NAME = "dudes_node"  # the node's default name: offline and live diagnostics read the same
+NODE_NAME = "dudes_node"  # offline outputs; the live node passes its fully qualified name
 
 
 def output_topic(namespace: str, suffix: str) -> str:
