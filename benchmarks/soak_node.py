@@ -53,10 +53,10 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
                       str(REPO / "config" / "fastdds_large_images.xml"))
 
+from dudes_ros.bag.reader import IMAGE  # noqa: E402
 from dudes_ros.cli import image_size  # noqa: E402
 
 STAMPED_OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood")
-IMAGE = "sensor_msgs/msg/Image"
 STATUS_NAME = "/dudes_node: inference"
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from dudes_ros.ros.conversions import (
     ImageRejected,
+    array_to_image_fields,
     array_to_rclpy_image_fields,
     compressed_to_rgb,
     image_to_rgb,
@@ -149,6 +150,10 @@ def test_output_fields_round_trip_through_rclpy_messages():
     np.testing.assert_array_equal(np.frombuffer(msg.data, np.float32).reshape(5, 7), u)
     msg = Image(**array_to_rclpy_image_fields(RGB, "rgb8"))
     np.testing.assert_array_equal(image_to_rgb(msg), RGB)
+    fields = array_to_image_fields(u, "32FC1")  # for rosbags: a view of the pixels, no copy
+    assert fields["data"].dtype == np.uint8 and fields["data"].size == u.nbytes
+    assert np.shares_memory(fields["data"], u)
+    np.testing.assert_array_equal(fields["data"].view(np.float32).reshape(5, 7), u)
     with pytest.raises(ValueError, match=r"mono8 needs uint8 \[H, W\], got float32"):
         array_to_rclpy_image_fields(u, "mono8")
     with pytest.raises(ValueError, match="'16UC1' is not supported"):

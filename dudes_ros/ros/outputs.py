@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 from rosbags.typesys.store import Typestore
 
+from dudes_ros.bag.reader import IMAGE
 from dudes_ros.labels import colorize
 from dudes_ros.perception import FrameResult, OodConfig
 from dudes_ros.ros.conversions import array_to_image_fields
 
-IMAGE = "sensor_msgs/msg/Image"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 BOOL = "std_msgs/msg/Bool"
 
