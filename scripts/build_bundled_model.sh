@@ -18,11 +18,11 @@ $dudes train-student --recipe synthetic --out "$OUT" --device "$DEVICE"
 $dudes export "$OUT/student/best.pt" -o engines/dudes_student.onnx --name dudes_student_synthetic
 $dudes calibrate engines/dudes_student.onnx --data "$OUT/calibration" --split val \
   --false-alarm-rate 0.01
-# Evaluation data: held-out scenes, half of them with a real-photo anomaly (training only saw
-# procedural void objects).
+# Evaluation data: held-out scenes, half of them with a real-photo anomaly that training never
+# showed (anomalies.HELD_OUT_PHOTOS; the members saw procedural shapes and other photos).
 [ -d "$OUT/evaluation/leftImg8bit/val" ] || \
   $dudes make-synthetic "$OUT/evaluation" --split val --count 100 --size 128 256 --seed 4242 \
-    --anomaly-fraction 0.5 --anomaly-kind photo
+    --anomaly-fraction 0.5 --anomaly-kind held-out-photo
 $dudes evaluate --data "$OUT/evaluation" --split val --student "$OUT/student/best.pt" \
   --teacher "$OUT"/member-0?/best.pt --member "$OUT/member-00/best.pt" \
   --model engines/dudes_student.onnx --report "$OUT/eval"

@@ -117,3 +117,15 @@ def test_augmentation_depends_only_on_seed_epoch_index(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a[2]["labels"], b[2]["labels"])
     a.set_epoch(1)
     assert not np.array_equal(a[2]["image"], b[2]["image"])
+
+
+def test_outlier_class_relabels_exactly_the_anomaly_mask(tmp_path: Path) -> None:
+    write_layout(tmp_path, "train", 1, anomaly=True)
+    ds = CityscapesDataset(tmp_path, "train")
+    item = ds[0]
+    identity = RandomScaleCropFlip((64, 128), (1.0, 1.0), hflip=False)
+    plain = AugmentedDataset(ds, identity, seed=0)[0]["labels"]
+    exposed = AugmentedDataset(ds, identity, seed=0, outlier_class=17)[0]["labels"]
+    np.testing.assert_array_equal(plain, item["labels"])
+    assert (exposed[item["anomaly"]] == 17).all() and item["anomaly"].sum() > 0
+    np.testing.assert_array_equal(exposed[~item["anomaly"]], plain[~item["anomaly"]])

@@ -233,3 +233,14 @@ def test_choose_pixel_threshold_pavpu_optimum_and_fallback() -> None:
     u = np.linspace(0, 1, 1001)
     rare.update(np.concatenate([u, u, u]), np.repeat([False, False, True], u.size))
     assert m.choose_pixel_threshold(rare, fallback_quantile=0.99) == pytest.approx(0.99, abs=2e-3)
+
+
+def test_quantile_threshold_leaves_the_stated_share_above() -> None:
+    h = m.BinaryHistogram()
+    u = np.linspace(0, 1, 100_001)
+    h.update(u, u > 0.5)  # positives and negatives alike count
+    t = m.quantile_threshold(h, 0.999)
+    assert t == pytest.approx(0.999, abs=2e-3) and np.mean(u > t) <= 0.001
+    assert m.quantile_threshold(m.BinaryHistogram(), 0.999) == 1.0
+    with pytest.raises(ValueError, match=r"quantile must lie in \(0, 1\), got 1.0"):
+        m.quantile_threshold(h, 1.0)

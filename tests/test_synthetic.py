@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from dudes_ros.cli import main
-from dudes_ros.data.anomalies import photo_sprites, procedural_sprite, random_sprite
+from dudes_ros.data.anomalies import (
+    EXPOSURE_PHOTOS,
+    HELD_OUT_PHOTOS,
+    photo_sprites,
+    procedural_sprite,
+    random_sprite,
+)
 from dudes_ros.data.synthetic import (
     SLIDE_FRAMES,
     render_scene,
@@ -111,16 +117,25 @@ def test_sequence_anomaly_slides_in_across_an_image_border():
         render_sequence(2, SIZE, 12, 3, 9, entry_height=200)
 
 
-@pytest.mark.parametrize("kind", ["photo", "procedural"])
+@pytest.mark.parametrize("kind", ["photo", "procedural", "exposure", "held-out-photo"])
 def test_anomaly_kind_picks_photos_or_procedural_shapes(kind):
     photos = {sprite.name for sprite in photo_sprites()}
-    names = {random_sprite(np.random.default_rng(seed), kind).name for seed in range(20)}
+    names = {random_sprite(np.random.default_rng(seed), kind).name for seed in range(40)}
     if kind == "photo":
         assert names <= photos and len(names) > 1
-    else:
+    elif kind == "procedural":
         assert names.isdisjoint(photos) and len(names) > 1
+    elif kind == "exposure":  # procedural shapes and the exposure photos, never a held-out one
+        assert names & photos == set(EXPOSURE_PHOTOS) and len(names - photos) > 1
+    else:
+        assert names == set(HELD_OUT_PHOTOS)
     with pytest.raises(ValueError, match="anomaly kind must be one of"):
         random_sprite(np.random.default_rng(0), "photos")
+
+
+def test_photos_split_into_exposure_and_held_out():
+    assert set(EXPOSURE_PHOTOS).isdisjoint(HELD_OUT_PHOTOS)
+    assert set(EXPOSURE_PHOTOS) | set(HELD_OUT_PHOTOS) == {s.name for s in photo_sprites()}
 
 
 def test_sequence_is_deterministic_and_validates_arguments():

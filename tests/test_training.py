@@ -113,6 +113,22 @@ def test_student_starts_from_a_member(data_root: Path, tmp_path: Path) -> None:
         train_student(bad, members, tmp_path / "bad", device="cpu")
 
 
+def test_members_take_their_outlier_class_in_turn(tmp_path: Path) -> None:
+    root = tmp_path / "exposed"
+    synthetic = dataclasses.replace(SYNTHETIC, train_count=4, val_count=2, anomaly_fraction=1.0,
+                                    anomaly_kind="exposure")
+    tiny = tiny_recipe(root, max_steps=1)
+    recipe = dataclasses.replace(
+        tiny, members=3,
+        teacher=dataclasses.replace(tiny.teacher, outlier_classes=(12, 16), outlier_weight=9.0),
+        data=DataConfig(source="synthetic", root=str(root), crop_size=SIZE, num_workers=0,
+                        val_batch_size=2, synthetic=synthetic))
+    for i, expected in enumerate((12, 16, 12)):
+        meta = read_checkpoint(train_member(recipe, i, tmp_path, device="cpu"))["metadata"]
+        assert meta["outlier_class"] == expected
+        assert meta["train_config"]["outlier_weight"] == 9.0
+
+
 class Interrupt(Exception):
     pass
 
@@ -246,3 +262,9 @@ def test_recipe_refuses_an_unknown_anomaly_kind() -> None:
         SyntheticDataConfig(anomaly_kind="photos")
     with pytest.raises(ConfigError, match="init_from_member"):
         TrainConfig(init_from_member=-1)
+    with pytest.raises(ConfigError, match=r"teacher.outlier_classes: invalid value \(12, 19\)"):
+        Recipe(name="x", teacher=TrainConfig(outlier_classes=(12, 19)))
+    with pytest.raises(ConfigError, match="student.outlier_classes"):
+        Recipe(name="x", student=TrainConfig(outlier_classes=(12,)))
+    with pytest.raises(ConfigError, match="outlier_weight"):
+        TrainConfig(outlier_weight=0.0)

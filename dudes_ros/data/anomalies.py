@@ -1,6 +1,6 @@
 """Out-of-distribution objects for synthetic scenes: real photos and unseen procedural textures.
 
-Two kinds of sprite (an RGB patch plus its silhouette), both absent from every training scene:
+Two kinds of sprite (an RGB patch plus its silhouette), absent from every in-domain scene:
 
 * crops of public-domain photographs bundled with scikit-image (a cat, an espresso cup, a
   rocket on its pad, a horse silhouette covered in cat fur, the colour wheel, coins, the
@@ -11,6 +11,10 @@ Two kinds of sprite (an RGB patch plus its silhouette), both absent from every t
 
 A sprite is placed upright on the ground by :mod:`dudes_ros.data.synthetic`, scaled by
 perspective. Photos come from ``skimage.data`` (installed with scikit-image, no download).
+
+The photos are split in two: a recipe may show its teacher members procedural shapes and the
+``EXPOSURE_PHOTOS`` as outliers (kind ``"exposure"``); the ``HELD_OUT_PHOTOS`` never appear in
+training, so evaluation and the demo (kind ``"held-out-photo"``) measure unseen objects.
 """
 
 from __future__ import annotations
@@ -150,21 +154,29 @@ def procedural_sprite(rng: np.random.Generator) -> Sprite:
     return Sprite(f"{texture}_{shape}", rgb, alpha, float(rng.uniform(0.4, 1.2)))
 
 
-ANOMALY_KINDS = ("any", "photo", "procedural")
+EXPOSURE_PHOTOS = ("espresso", "rocket", "coins", "tissue", "deep_field")
+"""Photos a recipe may show its members as outliers (``"exposure"``, see ``random_sprite``)."""
+HELD_OUT_PHOTOS = ("cat", "horse", "colorwheel", "logo")
+"""Photos no recipe trains on (``"held-out-photo"``): evaluation and the demo use these."""
+ANOMALY_KINDS = ("any", "photo", "procedural", "exposure", "held-out-photo")
 
 
 def random_sprite(rng: np.random.Generator, kind: str = "any") -> Sprite:
     """A photo cut-out or a procedural shape, with its height jittered +-25 %.
 
-    ``kind``: ``"any"`` (even odds), ``"photo"`` or ``"procedural"``; the same ``rng`` state
-    draws the same coin either way, so "any" picks what the single kinds would have picked.
+    ``kind``: ``"any"`` (even odds), ``"photo"`` or ``"procedural"``; ``"exposure"`` (even
+    odds of a procedural shape or one of ``EXPOSURE_PHOTOS``: outlier exposure in training) or
+    ``"held-out-photo"`` (one of ``HELD_OUT_PHOTOS``, never in training). The same ``rng``
+    state draws the same coin either way, so "any" picks what the single kinds would have
+    picked.
     """
     if kind not in ANOMALY_KINDS:
         raise ValueError(f"anomaly kind must be one of {ANOMALY_KINDS}, got {kind!r}")
     coin = rng.random()
-    if kind == "photo" or (kind == "any" and coin < 0.5):
-        photos = photo_sprites()
-        base = photos[int(rng.integers(len(photos)))]
-    else:
+    if kind == "procedural" or (kind in ("any", "exposure") and coin >= 0.5):
         base = procedural_sprite(rng)
+    else:
+        names = {"exposure": EXPOSURE_PHOTOS, "held-out-photo": HELD_OUT_PHOTOS}.get(kind)
+        photos = [p for p in photo_sprites() if names is None or p.name in names]
+        base = photos[int(rng.integers(len(photos)))]
     return Sprite(base.name, base.rgb, base.alpha, base.height_m * float(rng.uniform(0.75, 1.25)))

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anomaly-fraction", type=float, default=0.0,
                         help="fraction of images with an anomaly, 0..1 (default: 0)")
     parser.add_argument("--anomaly-kind", choices=ANOMALY_KINDS, default="any",
-                        help="real photos, procedural shapes, or either (default: any)")
+                        help="real photos, procedural shapes, or either (default: any); "
+                             "exposure: shapes or the photos recipes may train on; "
+                             "held-out-photo: only photos no recipe trains on")
     parser.add_argument("--city", default=None,
                         help="city folder and file prefix (default: synth, or synthseq)")
     parser.add_argument("--sequence", type=int, metavar="N",

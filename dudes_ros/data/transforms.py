@@ -51,12 +51,18 @@ class RandomScaleCropFlip:
 class AugmentedDataset(Dataset):
     """Training view of a dataset: items ``{"image": uint8 [h, w, 3], "labels": uint8 [h, w]}``
     at the crop size, seeded per (seed, epoch, index). Call ``set_epoch`` before each epoch's
-    loader iterator is created (loader workers must not be persistent)."""
+    loader iterator is created (loader workers must not be persistent).
 
-    def __init__(self, dataset: Dataset, augment: RandomScaleCropFlip, seed: int) -> None:
+    ``outlier_class``: label the pixels of an item's anomaly mask with this trainId before
+    augmenting (outlier exposure; items without a mask are unchanged). None: keep the labels.
+    """
+
+    def __init__(self, dataset: Dataset, augment: RandomScaleCropFlip, seed: int,
+                 outlier_class: int | None = None) -> None:
         self.dataset = dataset
         self.augment = augment
         self.seed = seed
+        self.outlier_class = outlier_class
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -67,8 +73,11 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[index]
+        labels, anomaly = item["labels"], item.get("anomaly")
+        if self.outlier_class is not None and anomaly is not None:
+            labels = np.where(anomaly, np.uint8(self.outlier_class), labels)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, labels = self.augment(item["image"], item["labels"], rng)
+        image, labels = self.augment(item["image"], labels, rng)
         return {"image": image, "labels": labels}
 
 

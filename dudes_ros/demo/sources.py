@@ -34,9 +34,10 @@ ENTRY_HEIGHT = 1 / 6  # the anomaly is at least this fraction of the image heigh
 
 def synthetic_drive(seed: int = 4, size: tuple[int, int] = (256, 512), n_frames: int = 72,
                     enter_frame: int = 24, leave_frame: int = 48) -> Drive:
-    """A street drive from ``render_sequence`` in which a real-photo anomaly slides onto the
-    road at ``enter_frame`` (at least ``ENTRY_HEIGHT`` of the image tall: big enough to see at
-    the model's input size) and leaves at ``leave_frame``; ``in_view`` comes from the rendered
+    """A street drive from ``render_sequence`` in which a real-photo anomaly no recipe trains
+    on (``anomalies.HELD_OUT_PHOTOS``) slides onto the road at ``enter_frame`` (at least
+    ``ENTRY_HEIGHT`` of the image tall: big enough to see at the model's input size) and
+    leaves at ``leave_frame``; ``in_view`` comes from the rendered
     anomaly masks (a frame counts when at least one pixel of the anomaly is visible)."""
     from dudes_ros.data.synthetic import render_sequence
 
@@ -45,7 +46,7 @@ def synthetic_drive(seed: int = 4, size: tuple[int, int] = (256, 512), n_frames:
                          f"0 <= enter ({enter_frame}) < leave ({leave_frame}) <= frames "
                          f"({n_frames})")
     scenes = render_sequence(seed, size=size, n_frames=n_frames, enter_frame=enter_frame,
-                             leave_frame=leave_frame, anomaly_kind="photo",
+                             leave_frame=leave_frame, anomaly_kind="held-out-photo",
                              entry_height=round(size[0] * ENTRY_HEIGHT))
     images = [np.ascontiguousarray(scene.image) for scene in scenes]
     in_view = tuple(bool(scene.anomaly_mask.any()) for scene in scenes)

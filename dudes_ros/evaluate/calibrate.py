@@ -3,9 +3,14 @@
 The deployed predictor (the same ONNX / TensorRT / torch backend the node runs) is applied to
 in-domain frames; frames whose anomaly mask marks anything are left out. Then:
 
-1. **pixel threshold**: the PAvPU-optimal uncertainty (above it a pixel is more often wrong
-   than right, ``metrics.choose_pixel_threshold``), snapped to the frame-histogram grid, or
-   the value given with ``--pixel-threshold``;
+1. **pixel threshold**: by default the ``--pixel-quantile`` (0.999) of the in-domain pixels'
+   uncertainty, so a pixel counts as uncertain when it is more uncertain than 99.9 % of
+   in-domain pixels and an in-domain frame scores about 0.001 on average (an unknown object
+   is a blob of such pixels; ``metrics.quantile_threshold``); with ``--pixel-rule pavpu`` the
+   PAvPU-optimal uncertainty instead (above it a pixel is more often wrong than right,
+   ``metrics.choose_pixel_threshold``: a rule about in-domain errors, which puts boundaries
+   over the threshold too); or the value given with ``--pixel-threshold``. Chosen values lie
+   on the frame-histogram grid;
 2. **frame threshold**: on the frame scores ``uncertain_fraction(u, pixel_threshold)``, the
    smallest value that at most ``floor(rate * frames)`` in-domain frames exceed, so the
    in-domain false-alarm rate reached is at most the target (default 1 % of frames).
@@ -31,6 +36,8 @@ from dudes_ros.labels import IGNORE_INDEX
 
 LOG = logging.getLogger(__name__)
 DEFAULT_FALSE_ALARM_RATE = 0.01
+DEFAULT_PIXEL_QUANTILE = 0.999
+PIXEL_RULES = ("quantile", "pavpu")
 
 
 def choose_frame_threshold(scores: np.ndarray, target_rate: float) -> tuple[float, float]:
@@ -47,8 +54,13 @@ def choose_frame_threshold(scores: np.ndarray, target_rate: float) -> tuple[floa
 
 
 def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_ALARM_RATE,
-              pixel_threshold: float | None = None, limit: int | None = None) -> dict:
+              pixel_threshold: float | None = None, limit: int | None = None,
+              pixel_rule: str = "quantile",
+              pixel_quantile: float = DEFAULT_PIXEL_QUANTILE) -> dict:
     """Thresholds from ``dataset`` (items ``{"image", "labels", "anomaly", "path"}``).
+
+    ``pixel_threshold`` fixes the pixel threshold; otherwise ``pixel_rule`` chooses it
+    (``"quantile"``: the ``pixel_quantile`` of in-domain pixel uncertainty; ``"pavpu"``).
 
     Returns the calibration dict for the manifest: ``pixel_threshold``, ``frame_threshold``,
     ``false_alarm_rate`` (reached on the in-domain frames), ``target_false_alarm_rate`` and
@@ -56,6 +68,10 @@ def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_
     """
     if pixel_threshold is not None and not 0.0 <= pixel_threshold <= 1.0:
         raise ValueError(f"pixel threshold must lie in [0, 1], got {pixel_threshold}")
+    if pixel_rule not in PIXEL_RULES:
+        raise ValueError(f"pixel rule must be one of {PIXEL_RULES}, got {pixel_rule!r}")
+    if not 0.0 < pixel_quantile < 1.0:
+        raise ValueError(f"pixel quantile must lie in (0, 1), got {pixel_quantile}")
     errors = mt.BinaryHistogram()
     frames = mt.OodMetrics(pixel_threshold=pixel_threshold)
     count = len(dataset) if limit is None else min(limit, len(dataset))
@@ -78,9 +94,13 @@ def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_
     if used == 0:
         raise ValueError(f"all {count} frames hold anomalies; calibration needs in-domain "
                          "frames (anomaly masks empty or absent)")
-    if pixel_threshold is None:
+    if pixel_threshold is None and pixel_rule == "pavpu":
         rule = "PAvPU-optimal on in-domain pixels"
         scores, pixel_threshold = frames.frame_scores(mt.choose_pixel_threshold(errors))
+    elif pixel_threshold is None:
+        rule = f"{pixel_quantile} quantile of in-domain pixel uncertainty"
+        scores, pixel_threshold = frames.frame_scores(
+            mt.quantile_threshold(errors, pixel_quantile))
     else:
         rule = "given"
         scores, _ = frames.frame_scores()
@@ -109,6 +129,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="target in-domain frame false-alarm rate (default 0.01)")
     parser.add_argument("--pixel-threshold", type=float, default=None,
                         help="fix the pixel threshold instead of choosing it")
+    parser.add_argument("--pixel-rule", choices=PIXEL_RULES, default="quantile",
+                        help="how to choose the pixel threshold: the --pixel-quantile of "
+                             "in-domain pixel uncertainty (default) or PAvPU-optimal")
+    parser.add_argument("--pixel-quantile", type=float, default=DEFAULT_PIXEL_QUANTILE,
+                        help=f"with --pixel-rule quantile (default {DEFAULT_PIXEL_QUANTILE})")
     parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, torch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--limit", type=int, default=None, help="use the first N frames")
@@ -128,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = CityscapesDataset(args.data, args.split)
     with create_predictor(args.model, backend=args.backend, device=args.device) as predictor:
         result = calibrate(predictor, dataset, args.false_alarm_rate, args.pixel_threshold,
-                           args.limit)
+                           args.limit, args.pixel_rule, args.pixel_quantile)
         result["data"] |= {"root": str(args.data), "split": args.split,
                            "backend": predictor.provenance().get("backend"),
                            "calibrated_at": datetime.now(timezone.utc).isoformat()}

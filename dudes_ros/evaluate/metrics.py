@@ -351,6 +351,18 @@ class UncertaintyErrorMetrics:
                 "sweep": self.sweep(), "removal_curve": self.removal_curve()}
 
 
+def quantile_threshold(histogram: BinaryHistogram, quantile: float) -> float:
+    """The smallest bin edge that at most ``1 - quantile`` of the histogram's pixels (positive
+    and negative alike) lie above; 1.0 for an empty histogram."""
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
+    counts = np.cumsum(histogram.positive + histogram.negative)
+    if not counts[-1]:
+        return 1.0
+    k = int(np.searchsorted(counts, quantile * counts[-1], side="left")) + 1
+    return float(bin_edges(histogram.bins)[min(k, histogram.bins)])
+
+
 def choose_pixel_threshold(errors: BinaryHistogram, fallback_quantile: float = 0.99) -> float:
     """The bin edge that maximises PAvPU on an error histogram (positives: wrong pixels).
 
@@ -362,11 +374,8 @@ def choose_pixel_threshold(errors: BinaryHistogram, fallback_quantile: float = 0
     pos_above = errors.positive.sum() - np.concatenate([[0], np.cumsum(errors.positive)])
     k = int(np.argmax(neg_below + pos_above))
     if k >= errors.bins:
-        counts = np.cumsum(errors.positive + errors.negative)
-        if not counts[-1]:
-            return 1.0
-        k = int(np.searchsorted(counts, fallback_quantile * counts[-1], side="left")) + 1
-    return float(bin_edges(errors.bins)[min(k, errors.bins)])
+        return quantile_threshold(errors, fallback_quantile)
+    return float(bin_edges(errors.bins)[k])
 
 
 def _pavpu(n_ac: int, n_au: int, n_ic: int, n_iu: int) -> dict:

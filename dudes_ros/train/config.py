@@ -91,6 +91,8 @@ class TrainConfig:
     uncertainty_weight: float = 1.0
     validate_teacher: bool = True
     init_from_member: int | None = None
+    outlier_classes: tuple[int, ...] = ()
+    outlier_weight: float = 1.0
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, "epochs", self.epochs, "> 0")
@@ -108,6 +110,9 @@ class TrainConfig:
               ">= 0")
         check(self.init_from_member is None or self.init_from_member >= 0, "init_from_member",
               self.init_from_member, "null or a member index >= 0")
+        check(len(set(self.outlier_classes)) == len(self.outlier_classes), "outlier_classes",
+              self.outlier_classes, "distinct trainIds")
+        check(self.outlier_weight > 0, "outlier_weight", self.outlier_weight, "> 0")
 
 
 @dataclass(frozen=True)
@@ -128,3 +133,9 @@ class Recipe:
         stride = self.model.output_stride
         check(all(s % stride == 0 for s in self.data.crop_size), "data.crop_size",
               self.data.crop_size, f"multiples of model.output_stride={stride}")
+        classes = self.model.num_classes
+        check(all(0 <= c < classes for c in self.teacher.outlier_classes),
+              "teacher.outlier_classes", self.teacher.outlier_classes,
+              f"trainIds in 0..{classes - 1}")
+        check(not self.student.outlier_classes, "student.outlier_classes",
+              self.student.outlier_classes, "empty (the student learns u_T, not outlier labels)")

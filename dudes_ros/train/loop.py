@@ -75,13 +75,16 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 def distillation_loss(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor,
-                      teacher: Ensemble | None, weight: float) -> tuple[torch.Tensor, dict]:
+                      teacher: Ensemble | None, weight: float,
+                      class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """CE(logits, labels; ignore 255) [+ weight · RMSLE(u_S, u_T) with a teacher].
 
-    ``x``: normalised ``[B, 3, H, W]``; ``labels``: int64 ``[B, H, W]``.
+    ``x``: normalised ``[B, 3, H, W]``; ``labels``: int64 ``[B, H, W]``; ``class_weights``:
+    optional CE weight per class ``[C]`` (the weighted mean over labelled pixels).
     """
     logits, u = model(x)
-    ce = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+    ce = F.cross_entropy(logits.float(), labels, weight=class_weights,
+                         ignore_index=IGNORE_INDEX)
     if teacher is None:
         return ce, {"ce": ce.detach()}
     if u is None:
@@ -134,7 +137,7 @@ class Trainer:
     def __init__(self, *, role: str, net: SegmentationNet, train_config: TrainConfig,
                  data_config: DataConfig, train_set: Dataset, val_set: Dataset, seed: int,
                  out_dir: Path, metadata: dict, ctx: DistContext,
-                 teacher: Ensemble | None = None) -> None:
+                 teacher: Ensemble | None = None, outlier_class: int | None = None) -> None:
         self.role, self.cfg, self.data_cfg = role, train_config, data_config
         self.seed, self.out_dir, self.metadata, self.ctx = seed, Path(out_dir), metadata, ctx
         self.teacher = teacher
@@ -152,7 +155,11 @@ class Trainer:
         self.local_batch = train_config.batch_size // world
         augment = RandomScaleCropFlip(data_config.crop_size, data_config.scale_range,
                                       data_config.hflip)
-        self.train_view = AugmentedDataset(train_set, augment, seed)
+        self.train_view = AugmentedDataset(train_set, augment, seed, outlier_class)
+        self.class_weights = None
+        if outlier_class is not None:
+            self.class_weights = torch.ones(net.config.num_classes, device=ctx.device)
+            self.class_weights[outlier_class] = train_config.outlier_weight
         self.steps_per_epoch = len(train_set) // world // self.local_batch
         if self.steps_per_epoch == 0:
             raise ValueError(f"{len(train_set)} training images are fewer than one batch of "
@@ -251,7 +258,7 @@ class Trainer:
         x = normalize(images, self.net.config)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
             loss, _ = distillation_loss(self.model, x, labels, self.teacher,
-                                        self.cfg.uncertainty_weight)
+                                        self.cfg.uncertainty_weight, self.class_weights)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

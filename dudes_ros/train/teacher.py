@@ -39,11 +39,15 @@ def train_member(recipe: Recipe, index: int, out_dir: str | Path, *, device: str
         seed = recipe.seed + index
         seed_everything(seed)
         net = SegmentationNet(dataclasses.replace(recipe.model, uncertainty_head=False))
+        pool = recipe.teacher.outlier_classes
+        outlier_class = pool[index % len(pool)] if pool else None
         metadata = {"recipe": recipe.name, "member_index": index, "members": recipe.members,
-                    "data": data_meta, "world_size": ctx.world_size}
+                    "data": data_meta, "world_size": ctx.world_size,
+                    "outlier_class": outlier_class}
         trainer = Trainer(role="member", net=net, train_config=recipe.teacher,
                           data_config=recipe.data, train_set=train_set, val_set=val_set,
-                          seed=seed, out_dir=out, metadata=metadata, ctx=ctx)
+                          seed=seed, out_dir=out, metadata=metadata, ctx=ctx,
+                          outlier_class=outlier_class)
         return fit(trainer, resume=resume, on_step=on_step, what=f"member {index}")
     finally:
         distributed.teardown(ctx)
