@@ -113,7 +113,17 @@ def test_student_starts_from_a_member(data_root: Path, tmp_path: Path) -> None:
         train_student(bad, members, tmp_path / "bad", device="cpu")
 
 
-def test_members_take_their_outlier_class_in_turn(tmp_path: Path) -> None:
+def test_members_take_their_outlier_class_in_turn(tmp_path: Path, monkeypatch) -> None:
+    from dudes_ros.train import loop
+
+    weights_seen = []
+
+    def recording_loss(*args):
+        weights_seen.append(args[5].tolist())
+        return distillation_loss(*args)
+
+    distillation_loss = loop.distillation_loss
+    monkeypatch.setattr(loop, "distillation_loss", recording_loss)
     root = tmp_path / "exposed"
     synthetic = dataclasses.replace(SYNTHETIC, train_count=4, val_count=2, anomaly_fraction=1.0,
                                     anomaly_kind="exposure")
@@ -127,6 +137,8 @@ def test_members_take_their_outlier_class_in_turn(tmp_path: Path) -> None:
         meta = read_checkpoint(train_member(recipe, i, tmp_path, device="cpu"))["metadata"]
         assert meta["outlier_class"] == expected
         assert meta["train_config"]["outlier_weight"] == 9.0
+        # the member's CE weighs its own outlier class 9x and every other class 1x
+        assert weights_seen[-1] == [9.0 if c == expected else 1.0 for c in range(19)]
 
 
 class Interrupt(Exception):
