@@ -116,13 +116,12 @@ def test_student_starts_from_a_member(data_root: Path, tmp_path: Path) -> None:
 def test_members_take_their_outlier_class_in_turn(tmp_path: Path, monkeypatch) -> None:
     from dudes_ros.train import loop
 
-    weights_seen = []
+    real_loss, weights_seen = loop.distillation_loss, []
 
     def recording_loss(*args):
-        weights_seen.append(args[5].tolist())
-        return distillation_loss(*args)
+        weights_seen.append(args[5].tolist())  # class_weights
+        return real_loss(*args)
 
-    distillation_loss = loop.distillation_loss
     monkeypatch.setattr(loop, "distillation_loss", recording_loss)
     root = tmp_path / "exposed"
     synthetic = dataclasses.replace(SYNTHETIC, train_count=4, val_count=2, anomaly_fraction=1.0,
