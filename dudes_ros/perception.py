@@ -21,7 +21,12 @@ import numpy as np
 
 from dudes_ros.config import check
 from dudes_ros.inference.predictor import Predictor
-from dudes_ros.ood import Hysteresis, uncertain_fraction
+from dudes_ros.ood import (
+    DEFAULT_CLEAR_AFTER,
+    DEFAULT_RAISE_AFTER,
+    Hysteresis,
+    uncertain_fraction,
+)
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,8 @@ class OodConfig:
 
     pixel_threshold: float
     frame_threshold: float
-    raise_after: int = 3
-    clear_after: int = 5
+    raise_after: int = DEFAULT_RAISE_AFTER
+    clear_after: int = DEFAULT_CLEAR_AFTER
 
     def __post_init__(self) -> None:
         for name in ("pixel_threshold", "frame_threshold"):

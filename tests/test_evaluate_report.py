@@ -164,7 +164,7 @@ def test_calibrate_writes_manifest(data_root, checkpoints, tmp_path) -> None:
     assert ood["data"]["frames"] == len(in_domain)
     assert ood["target_false_alarm_rate"] == 0.5 and ood["false_alarm_rate"] <= 0.5
     assert 0.0 <= ood["pixel_threshold"] <= 1.0
-    assert ood["data"]["pixel_threshold_rule"] == "0.999 quantile of in-domain pixel uncertainty"
+    assert ood["data"]["pixel_threshold_rule"] == "0.9999 quantile of in-domain pixel uncertainty"
     # the node's own frame score at the written thresholds reproduces the stated rate
     with create_predictor(onnx, backend="onnxruntime", device="cpu") as predictor:
         scores = [uncertain_fraction(predictor.predict(dataset[i]["image"][None])[1][0],

@@ -44,6 +44,7 @@ from dudes_ros.bag.staging import check_destination, staged_output
 from dudes_ros.bag.summary import RunRecorder, format_summary
 from dudes_ros.config import ConfigError
 from dudes_ros.inference.predictor import Predictor
+from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.perception import OodConfig, PerceptionCore
 from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
 from dudes_ros.ros.outputs import OutputBuilder
@@ -190,9 +191,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ood.add_argument("--pixel-threshold", type=float, default=None)
     ood.add_argument("--frame-threshold", type=float, default=None)
     ood.add_argument("--raise-after", type=int, default=None,
-                     help="frames over threshold before the alarm rises (default 3)")
+                     help="frames over threshold before the alarm rises (default "
+                          f"{DEFAULT_RAISE_AFTER})")
     ood.add_argument("--clear-after", type=int, default=None,
-                     help="frames under threshold before it clears (default 5)")
+                     help="frames under threshold before it clears (default "
+                          f"{DEFAULT_CLEAR_AFTER})")
 
 
 def ood_from_args(args: argparse.Namespace) -> OodConfig:

@@ -23,6 +23,7 @@ from dudes_ros.bag.staging import staged_output
 from dudes_ros.cli import image_size
 from dudes_ros.config import ConfigError
 from dudes_ros.demo.sources import Drive, bag_drive, image_folder_drive, synthetic_drive
+from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 
 KIND = "dudes demo"
 NAMESPACE = "/dudes_demo"
@@ -75,10 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ood.add_argument("--pixel-threshold", type=float, help="a pixel is uncertain when u > this")
     ood.add_argument("--frame-threshold", type=float,
                      help="a frame is over threshold when its uncertain fraction > this")
-    ood.add_argument("--raise-after", type=_positive(int), default=3,
-                     help="alarm after this many frames over threshold (default 3)")
-    ood.add_argument("--clear-after", type=_positive(int), default=5,
-                     help="clear after this many frames under threshold (default 5)")
+    ood.add_argument("--raise-after", type=_positive(int), default=DEFAULT_RAISE_AFTER,
+                     help="alarm after this many frames over threshold (default "
+                          f"{DEFAULT_RAISE_AFTER})")
+    ood.add_argument("--clear-after", type=_positive(int), default=DEFAULT_CLEAR_AFTER,
+                     help=f"clear after this many frames under threshold (default "
+                          f"{DEFAULT_CLEAR_AFTER})")
     parser.add_argument("--startup-timeout", type=_positive(float), default=120.0,
                         help="seconds to wait for the node to come up (default 120)")
     parser.add_argument("--frame-timeout", type=_positive(float), default=30.0,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dudes_ros.config import ConfigError
+from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 RELIABILITIES = ("best_effort", "reliable")
@@ -107,10 +108,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("ood.frame_threshold", math.nan, "a frame is over threshold when its uncertain-"
               "pixel fraction > this; NaN = the manifest's calibrated value", _threshold,
               runtime=True),
-    ParamSpec("ood.raise_after", 3, "alarm rises after this many consecutive frames over "
-              "threshold", _at_least(1), runtime=True),
-    ParamSpec("ood.clear_after", 5, "alarm clears after this many consecutive frames under "
-              "threshold", _at_least(1), runtime=True),
+    ParamSpec("ood.raise_after", DEFAULT_RAISE_AFTER, "alarm rises after this many "
+              "consecutive frames over threshold", _at_least(1), runtime=True),
+    ParamSpec("ood.clear_after", DEFAULT_CLEAR_AFTER, "alarm clears after this many "
+              "consecutive frames under threshold", _at_least(1), runtime=True),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages",
               _at_least(0.0, strict=True)),
     ParamSpec("reject_log_period", 5.0, "seconds; each rejection reason is logged at most "
