@@ -1,8 +1,10 @@
-"""Checkpoints: round trip, safe loading, atomic writes, architecture checks; the ensemble."""
+"""Checkpoints: round trip, safe loading, atomic writes, architecture checks; the ensemble;
+the student's uncertainty-head start."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -120,3 +122,20 @@ def test_ensemble_refuses_mixed_architectures_and_empty_globs(tmp_path) -> None:
         Ensemble([make(MEMBER, 0), make(wide, 1)])
     with pytest.raises(CheckpointError, match="no member checkpoints match"):
         load_ensemble(str(tmp_path / "member-*" / "best.pt"))
+
+
+def test_uncertainty_head_starts_at_the_prior() -> None:
+    torch.manual_seed(0)
+    net = SegmentationNet(TINY).eval()
+    x = torch.randn(2, 3, 64, 128)
+    with torch.no_grad():
+        assert net(x)[1].mean().item() == pytest.approx(0.5, abs=0.1)  # PyTorch's default init
+        net.start_uncertainty_at(0.065)
+        u = net(x)[1]
+    assert u.shape == (2, 1, 64, 128)
+    assert u.min().item() > 0.05 and u.max().item() < 0.08
+    assert net.uncertainty_head[0].bias.item() == pytest.approx(math.log(0.065 / 0.935))
+    with pytest.raises(ValueError, match=r"must lie in \(0, 1\), got 1.0"):
+        net.start_uncertainty_at(1.0)
+    with pytest.raises(ValueError, match="no uncertainty head"):
+        SegmentationNet(MEMBER).start_uncertainty_at(0.1)

@@ -279,3 +279,7 @@ def test_recipe_refuses_an_unknown_anomaly_kind() -> None:
         Recipe(name="x", student=TrainConfig(outlier_classes=(12,)))
     with pytest.raises(ConfigError, match="outlier_weight"):
         TrainConfig(outlier_weight=0.0)
+    with pytest.raises(ConfigError, match=r"uncertainty_prior: invalid value 0.0.*\(0, 1\)"):
+        TrainConfig(uncertainty_prior=0.0)
+    with pytest.raises(ConfigError, match="teacher.uncertainty_prior"):
+        Recipe(name="x", teacher=TrainConfig(uncertainty_prior=0.1))

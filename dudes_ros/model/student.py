@@ -7,6 +7,8 @@ the segmentation head, so it costs almost nothing on top of the segmentation for
 
 from __future__ import annotations
 
+import math
+
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
@@ -52,6 +54,24 @@ class SegmentationNet(nn.Module):
         logits = self.segmentation_head(decoded)
         u = self.uncertainty_head(decoded) if self.uncertainty_head is not None else None
         return logits, u
+
+    def start_uncertainty_at(self, prior: float) -> None:
+        """Make the fresh uncertainty head predict about ``prior`` everywhere: bias
+        logit(prior), 1×1 weights scaled by 0.1.
+
+        From PyTorch's default init (u ≈ 0.5, while u_T is mostly under 0.1) the first
+        large steps of the distillation loss can push the sigmoid into saturation, where its
+        gradient vanishes and u_S stays near 0 for good; starting near the targets avoids
+        that (engines/MODEL_CARD.md, "Why u_S follows u_T only at r = 0.72").
+        """
+        if self.uncertainty_head is None:
+            raise ValueError("start_uncertainty_at: this network has no uncertainty head")
+        if not 0.0 < prior < 1.0:
+            raise ValueError(f"uncertainty prior must lie in (0, 1), got {prior}")
+        conv = self.uncertainty_head[0]
+        with torch.no_grad():
+            conv.weight.mul_(0.1)
+            conv.bias.fill_(math.log(prior / (1.0 - prior)))
 
     def parameter_groups(self, base_lr: float, head_lr_factor: float) -> list[dict]:
         """SGD parameter groups: encoder at ``base_lr``; decoder and heads at ×factor."""

@@ -74,7 +74,9 @@ class TrainConfig:
     the end of each epoch). ``uncertainty_weight`` (λ), ``validate_teacher`` (also score
     the ensemble and the u_S / u_T correlation at validation) and ``init_from_member`` (start
     from that teacher member's weights, the uncertainty head fresh; null: from
-    ``model.encoder_weights``) apply to the student only.
+    ``model.encoder_weights``) apply to the student only, as does ``uncertainty_prior``: the
+    fresh uncertainty head starts out predicting about this u everywhere
+    (``SegmentationNet.start_uncertainty_at``; null: PyTorch's default init, u ≈ 0.5).
     """
 
     epochs: int = 200
@@ -91,6 +93,7 @@ class TrainConfig:
     uncertainty_weight: float = 1.0
     validate_teacher: bool = True
     init_from_member: int | None = None
+    uncertainty_prior: float | None = None
     outlier_classes: tuple[int, ...] = ()
     outlier_weight: float = 1.0
 
@@ -110,6 +113,8 @@ class TrainConfig:
               ">= 0")
         check(self.init_from_member is None or self.init_from_member >= 0, "init_from_member",
               self.init_from_member, "null or a member index >= 0")
+        check(self.uncertainty_prior is None or 0 < self.uncertainty_prior < 1,
+              "uncertainty_prior", self.uncertainty_prior, "null or in (0, 1)")
         check(len(set(self.outlier_classes)) == len(self.outlier_classes), "outlier_classes",
               self.outlier_classes, "distinct trainIds")
         check(self.outlier_weight > 0, "outlier_weight", self.outlier_weight, "> 0")
@@ -137,5 +142,7 @@ class Recipe:
         check(all(0 <= c < classes for c in self.teacher.outlier_classes),
               "teacher.outlier_classes", self.teacher.outlier_classes,
               f"trainIds in 0..{classes - 1}")
+        check(self.teacher.uncertainty_prior is None, "teacher.uncertainty_prior",
+              self.teacher.uncertainty_prior, "null (members have no uncertainty head)")
         check(not self.student.outlier_classes, "student.outlier_classes",
               self.student.outlier_classes, "empty (the student learns u_T, not outlier labels)")

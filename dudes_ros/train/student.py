@@ -59,6 +59,8 @@ def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_di
         net = SegmentationNet(recipe.model)
         if recipe.student.init_from_member is not None:
             init_from_member(net, teacher, paths, recipe.student.init_from_member)
+        if recipe.student.uncertainty_prior is not None:
+            net.start_uncertainty_at(recipe.student.uncertainty_prior)
         metadata = {"recipe": recipe.name, "teacher_members": [str(p) for p in paths],
                     "members": len(paths), "data": data_meta, "world_size": ctx.world_size}
         trainer = Trainer(role="student", net=net, train_config=recipe.student,
