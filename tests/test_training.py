@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -100,13 +101,16 @@ def test_student_starts_from_a_member(data_root: Path, tmp_path: Path) -> None:
         train_member(recipe, i, tmp_path, device="cpu")
     member = load_model(tmp_path / "member-01" / "best.pt")[0]
     warm = dataclasses.replace(recipe, student=dataclasses.replace(
-        recipe.student, init_from_member=1, lr=1e-12))  # a step too small to move weights
+        recipe.student, init_from_member=1, uncertainty_prior=0.065,
+        lr=1e-12))  # a step too small to move weights
     members = str(tmp_path / "member-*" / "best.pt")
     student = load_model(train_student(warm, members, tmp_path / "warm", device="cpu"))[0]
     weights = dict(student.named_parameters())
     for name, tensor in member.named_parameters():  # BN statistics move even at lr ~ 0
         torch.testing.assert_close(weights[name], tensor, atol=1e-6, rtol=0, msg=name)
     assert any(name.startswith("uncertainty_head.") for name in weights)
+    # the fresh head starts at the recipe's prior: bias logit(0.065)
+    assert weights["uncertainty_head.0.bias"].item() == pytest.approx(math.log(0.065 / 0.935))
     bad = dataclasses.replace(recipe, student=dataclasses.replace(recipe.student,
                                                                   init_from_member=2))
     with pytest.raises(ValueError, match="init_from_member is 2, but the teacher has 2"):
@@ -268,7 +272,7 @@ def test_synthetic_data_rendered_once_and_mismatch_refused(data_root: Path) -> N
         build_datasets(other, data_root.parent)
 
 
-def test_recipe_refuses_an_unknown_anomaly_kind() -> None:
+def test_recipe_validation_names_the_bad_setting() -> None:
     with pytest.raises(ConfigError, match="data.synthetic.anomaly_kind"):
         SyntheticDataConfig(anomaly_kind="photos")
     with pytest.raises(ConfigError, match="init_from_member"):
