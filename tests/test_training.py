@@ -250,6 +250,9 @@ def test_bundled_recipes_hold_the_paper_settings() -> None:
     assert paper.student.uncertainty_weight == 1.0
     synthetic = load_recipe("synthetic")
     assert synthetic.members == 5 and synthetic.data.source == "synthetic"
+    # the settings the bundled student was distilled with (engines/MODEL_CARD.md)
+    assert (synthetic.student.uncertainty_weight, synthetic.student.uncertainty_prior) == (
+        10.0, 0.065)
     with pytest.raises(ValueError, match="unknown recipe 'nope'"):
         load_recipe("nope")
 

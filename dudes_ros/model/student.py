@@ -62,7 +62,7 @@ class SegmentationNet(nn.Module):
         From PyTorch's default init (u ≈ 0.5, while u_T is mostly under 0.1) the first
         large steps of the distillation loss can push the sigmoid into saturation, where its
         gradient vanishes and u_S stays near 0 for good; starting near the targets avoids
-        that (engines/MODEL_CARD.md, "Why u_S follows u_T only at r = 0.72").
+        that (engines/MODEL_CARD.md, "How u_S came to follow u_T at r = 0.82").
         """
         if self.uncertainty_head is None:
             raise ValueError("start_uncertainty_at: this network has no uncertainty head")
