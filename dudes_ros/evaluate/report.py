@@ -159,8 +159,8 @@ def _markdown(results: dict, plots: dict[str, str]) -> str:
     student_ood = results["methods"].get("student_u", {}).get("ood", {}).get("frame", {})
     if student_ood.get("frame_threshold") is not None:
         lines += ["## Operating point (student)", "",
-                  f"Pixel threshold {student_ood['pixel_threshold']}, frame threshold "
-                  f"{student_ood['frame_threshold']}: false-alarm rate on in-domain frames "
+                  f"Pixel threshold {student_ood['pixel_threshold']:.4g}, frame threshold "
+                  f"{student_ood['frame_threshold']:.4g}: false-alarm rate on in-domain frames "
                   f"{_fmt(student_ood.get('false_alarm_rate'), digits=4)}, detection rate on "
                   f"anomalous frames {_fmt(student_ood.get('detection_rate'), digits=4)}.", ""]
     lines += ["## Plots", ""] + [f"![{title}]({name})" for title, name in plots.items()]
