@@ -91,16 +91,21 @@ def plot_examples(examples: list[dict], path: Path) -> str:
         error[ex["gt"] == IGNORE_INDEX] = 0.5  # grey: void, not scored
         panels = [ex["image"], colorize(ex["gt"]), colorize(ex["pred"]), error, ex["u_s"],
                   ex.get("u_t")]
+        # u_S and u_T share one colour scale per row, so that their panels compare
+        u_max = max(float(u.max()) for u in panels[4:] if u is not None)
+        u_max = max(u_max, 1e-6)
         for ax, title, panel in zip(row, columns, panels, strict=True):
             ax.axis("off")
-            ax.set_title(title, fontsize=8)
+            is_u = title in ("u_S", "u_T")
+            ax.set_title(f"{title} (0-{u_max:.2f})" if is_u else title, fontsize=8)
             if panel is None:
                 continue
-            if panel.ndim == 3:
-                ax.imshow(panel)
+            if is_u:
+                ax.imshow(panel, cmap="inferno", vmin=0, vmax=u_max)
+            elif title == "error":
+                ax.imshow(panel, cmap="gray", vmin=0, vmax=1)
             else:
-                ax.imshow(panel, cmap="gray" if title == "error" else "inferno", vmin=0,
-                          vmax=1 if title == "error" else max(float(panel.max()), 1e-6))
+                ax.imshow(panel)
             if title == "u_S" and ex.get("anomaly") is not None and ex["anomaly"].any():
                 ax.contour(ex["anomaly"], levels=[0.5], colors="cyan", linewidths=0.6)
     return _save(fig, path)
