@@ -171,3 +171,24 @@ def test_calibrate_writes_manifest(data_root, checkpoints, tmp_path) -> None:
                                      ood["pixel_threshold"]) for i in in_domain]
     assert np.mean(np.array(scores) > ood["frame_threshold"]) == pytest.approx(
         ood["false_alarm_rate"], abs=1e-12)
+
+
+def test_examples_plot_shares_the_uncertainty_scale(monkeypatch, tmp_path) -> None:
+    from dudes_ros.evaluate import report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or path.name)
+    gt = np.zeros((8, 16), np.uint8)
+    example = {"image": np.zeros((8, 16, 3), np.uint8), "gt": gt, "pred": gt,
+               "u_s": np.full((8, 16), 0.1, np.float32), "u_t": np.full((8, 16), 0.4, np.float32),
+               "anomaly": None}
+    report.plot_examples([example, {**example, "u_t": None}], tmp_path / "examples.png")
+    rows = np.array(figures[0].axes).reshape(2, 6)
+    # row 1: u_S (max 0.1) is drawn on u_T's scale (max 0.4), so it looks 4x fainter
+    for ax in rows[0, 4:]:
+        assert ax.images[0].get_clim() == (0, pytest.approx(0.4))
+        assert ax.get_title().endswith("(0-0.40)")
+    # row 2 has no teacher map: u_S alone sets the scale, the u_T panel stays empty
+    assert rows[1, 4].images[0].get_clim() == (0, pytest.approx(0.1))
+    assert not rows[1, 5].images
+    assert rows[0, 3].images[0].get_clim() == (0, 1)  # the error map keeps its 0-1 scale

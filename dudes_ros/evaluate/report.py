@@ -92,8 +92,7 @@ def plot_examples(examples: list[dict], path: Path) -> str:
         panels = [ex["image"], colorize(ex["gt"]), colorize(ex["pred"]), error, ex["u_s"],
                   ex.get("u_t")]
         # u_S and u_T share one colour scale per row, so that their panels compare
-        u_max = max(float(u.max()) for u in panels[4:] if u is not None)
-        u_max = max(u_max, 1e-6)
+        u_max = max([1e-6] + [float(u.max()) for u in panels[4:] if u is not None])
         for ax, title, panel in zip(row, columns, panels, strict=True):
             ax.axis("off")
             is_u = title in ("u_S", "u_T")
