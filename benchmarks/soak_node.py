@@ -55,6 +55,8 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
 
 from dudes_ros.bag.reader import IMAGE  # noqa: E402
 from dudes_ros.cli import image_size  # noqa: E402
+from dudes_ros.ros.cdr_publisher import CdrPublisher  # noqa: E402
+from dudes_ros.ros.outputs import DIAGNOSTIC_ARRAY  # noqa: E402
 
 STAMPED_OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood")
 STATUS_NAME = "/dudes_node: inference"
@@ -159,25 +161,29 @@ class Driver:
         self.typestore = get_typestore(OUTPUT_TYPESTORE)
         self.pubs, self.frames, self._subs = {}, {}, []
         for k, camera in enumerate(settings.cameras):
-            self.pubs[camera] = self.node.create_publisher(
-                Image, f"{camera}/image", qos_profile_sensor_data)
+            self.pubs[camera] = CdrPublisher(self.node.create_publisher(
+                Image, f"{camera}/image", qos_profile_sensor_data), self.typestore, IMAGE)
             self.frames[camera] = [array_to_image_fields(rgb, "rgb8")
                                    for rgb in street_frames(6, settings.image, k)]
             for name in STAMPED_OUTPUTS:
                 msg_type = DiagnosticArray if name == "ood" else Image
                 self._subs.append(self.node.create_subscription(
                     msg_type, f"{camera}/{name}",
-                    lambda msg, info, c=camera, n=name: self._on_output(c, n, msg, info),
-                    reliable))
+                    lambda raw, info, c=camera, n=name: self._on_output(c, n, raw, info),
+                    reliable, raw=True))
             self._subs.append(self.node.create_subscription(
                 Bool, f"{camera}/ood_alarm", lambda _, c=camera: self._on_alarm(c), reliable))
         self._subs.append(self.node.create_subscription(
             DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable))
 
-    def _on_output(self, camera: str, name: str, msg, info) -> None:
+    def _on_output(self, camera: str, name: str, raw: bytes, info) -> None:
         """Record an output with two receive times: when this callback ran, and when the
         middleware received it (rmw ``received_timestamp``, same clock), which leaves out the
-        ~2 ms this process's Python executor needs per large message."""
+        ~2 ms this process's Python executor needs per large message. Only the header is
+        read (``raw`` CDR decoded by rosbags into views): on 2 cores, decoding every output
+        into an rclpy message would take CPU from the node while it still publishes."""
+        msgtype = DIAGNOSTIC_ARRAY if name == "ood" else IMAGE
+        msg = self.typestore.deserialize_cdr(memoryview(raw), msgtype)
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.record.outputs[(camera, name)].append((msg.header.frame_id, stamp,
                                                     time.time_ns(), info["received_timestamp"]))
@@ -196,7 +202,7 @@ class Driver:
         while time.monotonic() < deadline:
             if not self._alive():
                 raise RuntimeError("the node exited before it was ready")
-            if all(p.get_subscription_count() > 0 for p in self.pubs.values()) and all(
+            if all(p.publisher.get_subscription_count() > 0 for p in self.pubs.values()) and all(
                     s.get_publisher_count() > 0 for s in self._subs):
                 return
             self.executor.spin_once(timeout_sec=0.05)
@@ -246,9 +252,9 @@ class Driver:
         return self.record
 
     def publish(self, seq: int) -> None:
-        """Send frame ``seq`` on every camera, stamped now, as CDR bytes encoded by rosbags
-        (one copy, as a C++ camera driver's publish costs; an rclpy ``Image`` would add two
-        more copies to the latency charged to the node)."""
+        """Send frame ``seq`` on every camera, stamped now, through ``CdrPublisher`` (one copy
+        into a kept buffer before the middleware's, as a C++ camera driver's publish costs; an
+        rclpy ``Image`` would add two more copies to the latency charged to the node)."""
         types = self.typestore.types
         for camera, pub in self.pubs.items():
             frames = self.frames[camera]
@@ -260,7 +266,7 @@ class Driver:
                 frame_id=frame_id)
             msg = types[IMAGE](header=header, **frames[seq % len(frames)])
             self.record.sent[camera][frame_id] = stamp_ns
-            pub.publish(bytes(self.typestore.serialize_cdr(msg, IMAGE)))
+            pub.publish(msg)
 
     def spin_until(self, condition, timeout: float) -> bool:
         """Spin until ``condition()`` is true (True) or ``timeout`` s passed (False)."""

@@ -363,6 +363,7 @@ def test_stale_frames_are_dropped_and_counted(two_cameras):
     counts = client.latest_counts()
     assert int(counts["frames_dropped_stale"]) == before + 1
     assert float(counts["inference_p50_ms"]) > 0 and "onnxruntime" in counts["backend"]
+    assert counts["outputs_published_via"] == "rcl"
 
 
 def test_runtime_parameter_changes(two_cameras):

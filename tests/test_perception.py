@@ -55,6 +55,17 @@ def test_confidence_is_rounded_and_clipped():
     np.testing.assert_array_equal(confidence_image(u), [[255, 0, 128, 254, 255, 0]])
 
 
+def test_confidence_matches_the_numpy_expression_on_a_full_frame():
+    rng = np.random.default_rng(3)
+    u = rng.uniform(-0.1, 1.1, (512, 1024)).astype(np.float32)
+    exact = np.clip(255.0 - 255.0 * u.astype(np.float64), 0, 255)
+    got = confidence_image(u).astype(np.int16)
+    away_from_ties = np.abs(exact - np.floor(exact) - 0.5) > 1e-3  # float32 rounding decides ties
+    assert away_from_ties.mean() > 0.99
+    np.testing.assert_array_equal(got[away_from_ties], np.rint(exact[away_from_ties]))
+    assert np.abs(got - np.rint(exact)).max() <= 1
+
+
 def test_same_resolution_frames_share_one_batch_and_others_get_their_own():
     predictor = RedIsUncertainPredictor()
     core = PerceptionCore(predictor, OOD, ["front", "left", "rear"])

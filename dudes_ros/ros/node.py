@@ -34,6 +34,7 @@ from dudes_ros.bag.reader import COMPRESSED_IMAGE, IMAGE, OUTPUT_TYPESTORE
 from dudes_ros.config import ConfigError
 from dudes_ros.perception import FrameResult, OodConfig, PerceptionCore
 from dudes_ros.ros import params
+from dudes_ros.ros.cdr_publisher import CdrPublisher
 from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
 from dudes_ros.ros.intake import Intake, Taken, WorkerOwned
 from dudes_ros.ros.outputs import (
@@ -101,9 +102,9 @@ class Stats:
 
 @dataclass
 class _Camera:
-    """Publishers of one camera."""
+    """Publishers of one camera, by topic suffix (``OUTPUT_TOPICS``)."""
 
-    publishers: dict[str, Any]
+    publishers: dict[str, CdrPublisher]
 
 
 class DudesNode(Node):
@@ -140,8 +141,9 @@ class DudesNode(Node):
             return TransitionCallbackReturn.FAILURE
         output_qos = self._qos(self.config.qos_output_reliability, self.config.qos_output_depth)
         for camera in self.config.camera_names:
-            pubs = {name: self.create_lifecycle_publisher(
-                        _MSG_CLASSES[msgtype], topic(camera, name), output_qos)
+            pubs = {name: CdrPublisher(self.create_lifecycle_publisher(
+                        _MSG_CLASSES[msgtype], topic(camera, name), output_qos),
+                        self._typestore, msgtype)
                     for name, msgtype in OUTPUT_TOPICS.items()}
             self._cameras[camera] = _Camera(pubs)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -242,7 +244,7 @@ class DudesNode(Node):
         self._close_predictor()
         for camera in self._cameras.values():
             for pub in camera.publishers.values():
-                self.destroy_lifecycle_publisher(pub)
+                self.destroy_lifecycle_publisher(pub.publisher)
         self._cameras = {}
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
@@ -342,16 +344,15 @@ class DudesNode(Node):
 
     def _publish(self, camera: str, header: Any, result: FrameResult) -> None:
         """Every output of one frame, built with ``OutputBuilder`` (as ``process-bag`` builds
-        them) and published as CDR bytes: rosbags serializes numpy images with one copy where
-        an rclpy message costs three."""
+        them) and published as CDR through rcl (``CdrPublisher``: one copy of each image before
+        the middleware's, where an rclpy message costs three)."""
         pubs = self._cameras[camera].publishers
         colors = frozenset(name for name in COLOR_TOPICS
-                           if pubs[name].get_subscription_count() > 0)
+                           if pubs[name].publisher.get_subscription_count() > 0)
         builder = OutputBuilder(self._typestore, self.core.ood, colors,
                                 node_name=self.get_fully_qualified_name())
-        serialize = self._typestore.serialize_cdr
-        for name, msgtype, message in builder.messages(header, camera or "camera", result):
-            pubs[name].publish(bytes(serialize(message, msgtype)))
+        for name, _, message in builder.messages(header, camera or "camera", result):
+            pubs[name].publish(message)
 
     def _log_throttled(self, key: str, text: str, error: bool = False) -> None:
         now = time.monotonic()
@@ -371,6 +372,9 @@ class DudesNode(Node):
                        for k, v in core.predictor.provenance().items()]
             values += [("ood_pixel_threshold", f"{core.ood.pixel_threshold:.6f}"),
                        ("ood_frame_threshold", f"{core.ood.frame_threshold:.6f}")]
+        if self._cameras:  # "rcl", or "rclpy" where librcl could not be called (CdrPublisher)
+            values.append(("outputs_published_via",
+                           next(iter(self._cameras.values())).publishers["ood"].via))
         summary = self.stats.summary()
         values += summary
         counts = dict(summary)
