@@ -277,8 +277,13 @@ def _usage(ps: psutil.Process) -> tuple[int, int, int]:
 def test_fifty_deactivate_activate_cycles_leak_nothing(ros_context, student, offline, tmp_path):
     """50 deactivate/activate transitions through <node>/change_state (each one closes and
     reloads the predictor): threads and file descriptors come back to the same count, RSS
-    stays within 5 % + 8 MiB of its value after the warm-up cycles, and frames are processed
-    correctly throughout."""
+    over the last 20 cycles stays within 5 % + 8 MiB of its level over cycles 5-20, and
+    frames are processed correctly throughout.
+
+    RSS is compared as the median of 4 samples: between samples it moves by up to 30 MiB
+    without a trend (reloading ONNX Runtime sessions, allocator arenas; 287-318 MiB over 120
+    cycles of this node, 293-321 MiB with the node before CdrPublisher), so two single samples
+    differed by 38 MiB once in CI while a leak would keep climbing."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
 
@@ -295,19 +300,17 @@ def test_fifty_deactivate_activate_cycles_leak_nothing(ros_context, student, off
         for cycle in range(1, 51):
             transition(Transition.TRANSITION_DEACTIVATE)
             transition(Transition.TRANSITION_ACTIVATE)
-            if cycle in (5, 50) or cycle % 10 == 0:
+            if cycle % 5 == 0:
                 np.testing.assert_array_equal(node.send_frame(frame, f"cycle{cycle}"), expected)
-            if cycle in (5, 50):
-                time.sleep(0.5)
+                time.sleep(0.3)
                 usage[cycle] = _usage(node.ps)
         state = node.call(GetState, "dudes_node/get_state", GetState.Request())
         assert state.current_state.label == "active"
-        (threads5, fds5, rss5), (threads50, fds50, rss50) = usage[5], usage[50]
-        print(f"lifecycle cycles (threads, fds, RSS bytes): after 5 {usage[5]}, "
-              f"after 50 {usage[50]}")
-        assert threads50 == threads5, usage
-        assert fds50 == fds5, usage
-        assert rss50 <= rss5 * 1.05 + 8 * 2**20, usage
+        print(f"lifecycle cycles (threads, fds, RSS bytes) by cycle: {usage}")
+        early, late = [usage[c] for c in (5, 10, 15, 20)], [usage[c] for c in (35, 40, 45, 50)]
+        assert usage[50][:2] == usage[5][:2], usage  # threads, fds
+        rss_early, rss_late = (float(np.median([u[2] for u in x])) for x in (early, late))
+        assert rss_late <= rss_early * 1.05 + 8 * 2**20, usage
     finally:
         node.close()
 
