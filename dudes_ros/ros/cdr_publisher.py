@@ -28,7 +28,7 @@ from rosbags.typesys.store import Typestore
 # zeroing in a reused buffer (rosbags writes every field but leaves padding and string
 # terminators to a zeroed buffer).
 TRAILING_DATA = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"})
-CDR_LE = b"\x00\x01\x00\x00"  # encapsulation header: plain CDR, little endian
+CDR_LE = np.array([0, 1, 0, 0], np.uint8)  # encapsulation header: plain CDR, little endian
 RCL_RET_OK = 0
 
 
@@ -129,6 +129,6 @@ class CdrPublisher:
             cdr[:size - len(message.data)] = 0
         else:
             cdr = np.zeros(size, np.uint8)
-        cdr[:4] = np.frombuffer(CDR_LE, np.uint8)
+        cdr[:4] = CDR_LE
         self._msgdef.serialize_cdr_le(memoryview(cdr)[4:], 0, message, self._typestore)
         return cdr
