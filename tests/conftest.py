@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 FASTDDS_PROFILE = REPO / "config" / "fastdds_large_images.xml"
+SHM = Path("/dev/shm")
 
 # Isolation for every test process that runs ROS nodes: its own domain, localhost discovery,
 # and the large-image Fast DDS profile. Set at import so subprocesses inherit it too.
@@ -56,3 +59,28 @@ def ros_context():
     rclpy.init()
     yield
     rclpy.shutdown()
+
+
+def _lock_held(lock: Path) -> bool:
+    """Whether a live process holds ``lock`` (Fast DDS keeps a segment's ``_el`` file
+    flock-ed for as long as its owner lives)."""
+    try:
+        with lock.open("ab") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_killed_processes_fastdds_segments() -> Iterator[None]:
+    """A process the tests kill with SIGKILL (a camera dying mid-stream) leaves its Fast DDS
+    shared-memory segment in /dev/shm for good. Remove the segments this session created whose
+    owner is gone. Fast DDS's ``fastdds shm clean`` does the same check but machine-wide; this
+    only touches what the session made."""
+    before = set(SHM.glob("fastdds_*_el"))
+    yield
+    for lock in set(SHM.glob("fastdds_*_el")) - before:
+        if not lock.name.startswith("fastdds_port") and not _lock_held(lock):
+            for path in (lock, lock.with_name(lock.name.removesuffix("_el"))):
+                path.unlink(missing_ok=True)
