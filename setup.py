@@ -21,7 +21,9 @@ RUNTIME = [
 ]
 EXTRAS = {
     "torch": ["torch>=2.1", "torchvision>=0.16", "segmentation-models-pytorch>=0.5",
-              "onnx>=1.16", "onnxscript>=0.1"],
+              "onnx>=1.16", "onnxscript>=0.1", "onnx2torch>=1.5"],
+    # The car's TensorRT path: tensorrt itself comes with JetPack or NVIDIA's wheels.
+    "tensorrt": ["cuda-python>=12.6"],
     "eval": ["scikit-learn>=1.3", "torchmetrics>=1.0",
              "cityscapesscripts>=2.2"],
     "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "mcap>=1.1",

@@ -127,8 +127,9 @@ class PerceptionCore:
     def process(self, frames: Mapping[str, np.ndarray]) -> dict[str, FrameResult]:
         """Run one step on ``{camera: RGB uint8 [H, W, 3]}`` (any subset of the cameras).
 
-        Frames of the same resolution share one ``predict`` call (batched in camera order);
-        each distinct resolution is a separate call.
+        Frames of the same resolution share one ``predict`` call (batched in camera order),
+        split into batches of at most ``predictor.max_batch`` frames; each distinct resolution
+        is a separate call.
         """
         unknown = sorted(set(frames) - set(self.cameras))
         if unknown:
@@ -142,7 +143,10 @@ class PerceptionCore:
                                      f"{image.dtype} {image.shape}")
                 groups[image.shape].append(camera)
         results: dict[str, FrameResult] = {}
-        for cameras in groups.values():
+        limit = self.predictor.max_batch or len(self.cameras)
+        chunks = [cams[i:i + limit] for cams in groups.values()
+                  for i in range(0, len(cams), limit)]
+        for cameras in chunks:
             batch = (frames[cameras[0]][None] if len(cameras) == 1
                      else np.stack([frames[c] for c in cameras]))
             start = time.perf_counter()

@@ -13,14 +13,14 @@ import cv2
 import numpy as np
 import pytest
 
-from dudes_ros.export.engine_cache import (
+from dudes_ros.runtime.engine_cache import (
     EngineBuildError,
     EngineCache,
     EngineKey,
     TqdmProgress,
     engine_name,
 )
-from dudes_ros.export.tensorrt_build import calibration_id, calibration_images, load_rgb
+from dudes_ros.runtime.tensorrt_build import calibration_id, calibration_images, load_rgb
 
 KEY = EngineKey(onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="NVIDIA H200",
                 compute_capability="9.0", precision="fp16",
@@ -67,7 +67,7 @@ def test_build_then_hit(tmp_path):
     assert calls == [("Building engine", 0, 2), ("Building engine", 1, 0),
                      ("Building engine", 2, 0), ("Building engine", -1, 0)]
     engine_path = first.outcome.engine_path
-    assert engine_path.name == "student.fp16.nvidia-h200-sm90.engine"
+    assert engine_path.name == f"student.fp16.b2.nvidia-h200-sm90.{KEY.digest()[:12]}.engine"
     manifest = json.loads(engine_path.with_name(engine_path.name + ".json").read_text())
     assert manifest["key"] == KEY.as_dict()
     assert manifest["format"] == "dudes_ros.engine/1"
@@ -85,7 +85,7 @@ def test_build_then_hit(tmp_path):
      "profile"),
     ({"calibration": "100 images"}, "calibration"),
 ])
-def test_key_mismatch_rebuilds_with_reason(tmp_path, change, field):
+def test_every_key_field_gets_its_own_engine_beside_the_others(tmp_path, change, field):
     fake = FakeTensorRT()
     cache = make_cache(tmp_path, fake)
     onnx_path = tmp_path / "student.onnx"
@@ -93,10 +93,24 @@ def test_key_mismatch_rebuilds_with_reason(tmp_path, change, field):
     new_key = replace(KEY, **change)
     new = cache.load(onnx_path, new_key)
     assert new.outcome.built and fake.builds == 2
-    assert new.outcome.reason.startswith(f"key mismatch: {field}: cached ")
-    assert new.outcome.engine_path == old.outcome.engine_path  # replaced, not accumulated
+    assert new.outcome.engine_path != old.outcome.engine_path  # coexist, not replaced
     assert new.engine == new_key.as_dict()
     assert not cache.load(onnx_path, new_key).outcome.built
+    assert not cache.load(onnx_path, KEY).outcome.built and fake.builds == 2
+
+
+def test_a_manifest_with_another_key_under_the_name_rebuilds_with_reason(tmp_path):
+    fake = FakeTensorRT()
+    cache = make_cache(tmp_path, fake)
+    onnx_path = tmp_path / "student.onnx"
+    engine_path = cache.load(onnx_path, KEY).outcome.engine_path
+    manifest_file = engine_path.with_name(engine_path.name + ".json")
+    manifest = json.loads(manifest_file.read_text())
+    manifest["key"]["tensorrt_version"] = "10.7.0"
+    manifest_file.write_text(json.dumps(manifest))
+    again = cache.load(onnx_path, KEY)
+    assert again.outcome.built and again.outcome.reason.startswith(
+        "key mismatch: tensorrt_version: cached '10.7.0'")
 
 
 def test_other_gpu_or_precision_gets_its_own_file(tmp_path):
@@ -104,11 +118,11 @@ def test_other_gpu_or_precision_gets_its_own_file(tmp_path):
     onnx_path = tmp_path / "student.onnx"
     a = cache.load(onnx_path, KEY).outcome.engine_path
     b = cache.load(onnx_path, replace(KEY, precision="int8")).outcome.engine_path
-    c = cache.load(onnx_path, replace(KEY, gpu_name="Orin (nvgpu)",
-                                      compute_capability="8.7")).outcome.engine_path
+    orin = replace(KEY, gpu_name="Orin (nvgpu)", compute_capability="8.7")
+    c = cache.load(onnx_path, orin).outcome.engine_path
     assert len({a, b, c}) == 3
-    assert c.name == "student.fp16.orin-nvgpu-sm87.engine"
-    assert engine_name(onnx_path, KEY) == "student.fp16.nvidia-h200-sm90"
+    assert c.name == f"student.fp16.b2.orin-nvgpu-sm87.{orin.digest()[:12]}.engine"
+    assert engine_name(onnx_path, KEY) == f"student.fp16.b2.nvidia-h200-sm90.{KEY.digest()[:12]}"
 
 
 def test_corrupt_foreign_or_unlisted_engines_are_rebuilt(tmp_path):

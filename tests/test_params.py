@@ -43,11 +43,38 @@ def test_node_config_mirrors_the_table():
     ({"max_pixels": "many"}, "parameter max_pixels: invalid value 'many'; expected a int"),
     ({"device": "gpu"}, "parameter device: invalid value 'gpu'"),
     ({"colour": True}, "unknown parameter(s) ['colour']"),
+    ({"device": "cuda:x"}, "parameter device: invalid value 'cuda:x'"),
+    ({"engine.precision": "int4"}, "parameter engine.precision: invalid value 'int4'"),
+    ({"engine.precision": "int8"},
+     "parameter engine.calibration_folder: invalid value None; expected a folder of "
+     "calibration images: precision 'int8' needs one"),
+    ({"engine.calibration_folder": "calib/"},
+     "calibration images are only used with precision 'int8', not 'fp16'"),
+    ({"engine.opt_size": "1024"}, "parameter engine.opt_size: invalid value '1024'; expected "
+     "HEIGHTxWIDTH"),
+    ({"engine.opt_size": "1024x2048", "engine.max_size": "720x1280"},
+     "parameter engine.opt_size: invalid value (1024, 2048); expected a size within "
+     "engine.max_size (720, 1280)"),
+    ({"engine.max_batch": -1}, "parameter engine.max_batch: invalid value -1"),
+    ({"backend": "onnxruntime", "engine.precision": "fp32"},
+     "parameter engine.precision: invalid value 'fp32'; the engine.* parameters configure "
+     "TensorRT and apply only with backend 'tensorrt' or 'auto', not 'onnxruntime'"),
 ])
 def test_bad_values_are_named(values, message):
     with pytest.raises(ConfigError) as info:
         NodeConfig.from_values(values)
     assert message in str(info.value)
+
+
+def test_engine_settings_default_to_one_batch_slot_per_camera():
+    config = NodeConfig.from_values({"cameras": ["front", "left", "right"],
+                                     "engine.opt_size": "1024x2048"})
+    engine = config.engine_settings()
+    assert engine.max_batch == 3 and engine.opt_size == (1024, 2048)
+    assert engine.profile((128, 256))["max"] == [3, 2160, 3840, 3]
+    assert NodeConfig.from_values({"engine.max_batch": 2}).engine_settings().max_batch == 2
+    assert NodeConfig.from_values({}).engine_settings().profile((128, 256))["opt"] == [
+        1, 128, 256, 3]
 
 
 def test_runtime_changes():

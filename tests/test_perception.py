@@ -78,6 +78,17 @@ def test_same_resolution_frames_share_one_batch_and_others_get_their_own():
     assert results["left"].labels.shape == (8, 4) and (results["left"].labels == 7).all()
 
 
+def test_batches_are_split_to_the_predictors_limit():
+    predictor = RedIsUncertainPredictor()
+    predictor.max_batch = 2
+    cameras = [f"cam{i}" for i in range(5)]
+    core = PerceptionCore(predictor, OOD, cameras)
+    results = core.process({c: frame(4, 6, i / 4, green=i) for i, c in enumerate(cameras)})
+    assert predictor.calls == [(2, 4, 6, 3), (2, 4, 6, 3), (1, 4, 6, 3)]
+    assert [results[c].ood_score for c in cameras] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [int(results[c].labels[0, 0]) for c in cameras] == [0, 1, 2, 3, 4]
+
+
 def test_alarm_is_debounced_per_camera():
     core = PerceptionCore(RedIsUncertainPredictor(), OOD, ["a", "b"])
     anomaly_a = [0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0]  # frames where camera a sees the anomaly

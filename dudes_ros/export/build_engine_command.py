@@ -1,5 +1,9 @@
 """``dudes build-engine MODEL.onnx``: build (or verify) the cached TensorRT engine ahead of time,
-so the first start of a node on the vehicle does not spend minutes compiling."""
+so the first start of a node on the vehicle does not spend minutes compiling.
+
+The flags are the node's ``engine.*`` parameters (one ``EngineSettings``), so an engine built
+with the node's settings is exactly the file the node then loads from the cache.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +12,59 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from dudes_ros.export.engine_cache import PRECISIONS
+from dudes_ros.argtypes import image_size, positive_int
+from dudes_ros.config import ConfigError
+from dudes_ros.runtime.engine_cache import PRECISIONS, EngineBuildError
+from dudes_ros.runtime.tensorrt_engine import EngineSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", type=Path, help="deploy-graph ONNX (manifest beside it)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
-    parser.add_argument("--max-batch", type=int, default=1,
-                        help="largest batch (number of cameras) the engine accepts")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="camera image size (default: the network input size)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp16",
+                        help="node parameter engine.precision")
+    parser.add_argument("--max-batch", type=positive_int, default=1,
+                        help="largest batch: the node's number of cameras unless its "
+                        "engine.max_batch is set")
+    parser.add_argument("--opt-size", type=image_size, default=None, metavar="HxW",
+                        help="camera size the engine is optimised for (engine.opt_size; "
+                        "default: the network input size)")
+    parser.add_argument("--max-size", type=image_size, default=None, metavar="HxW",
+                        help="largest image size (engine.max_size; default 2160x3840)")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="engine cache folder (default: cache/ beside the ONNX)")
+                        help="engine cache folder (engine.cache_dir; default: cache/ beside "
+                        "the ONNX)")
     parser.add_argument("--calibration-folder", type=Path, default=None,
-                        help="images for INT8 entropy calibration (needed for --precision int8)")
+                        help="images for INT8 entropy calibration (needed for --precision "
+                        "int8)")
     parser.add_argument("--workspace-gib", type=float, default=4.0,
-                        help="TensorRT builder workspace limit")
+                        help="TensorRT builder workspace limit (engine.workspace_gib)")
+    parser.add_argument("--device", default="cuda", help="'cuda' or 'cuda:N'")
 
 
 def run(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("tensorrt") is None:
-        print("dudes build-engine: the tensorrt Python package is not installed "
-              "(it comes with JetPack or NVIDIA's TensorRT wheels)", file=sys.stderr)
-        return 2
-    import torch
+    from dudes_ros.runtime import cuda
 
-    from dudes_ros.export.engine_cache import TqdmProgress
-    from dudes_ros.inference.tensorrt_backend import load_engine
-
-    if not torch.cuda.is_available():
-        print("dudes build-engine: no CUDA GPU is visible", file=sys.stderr)
+    missing = [name for name, ok in (("tensorrt", importlib.util.find_spec("tensorrt")),
+                                     ("cuda-python", cuda.bindings_available())) if not ok]
+    if missing:
+        print(f"dudes build-engine: {' and '.join(missing)} not installed (TensorRT comes with "
+              "JetPack or NVIDIA's tensorrt wheels; pip install cuda-python)", file=sys.stderr)
         return 2
+    from dudes_ros.runtime.engine_cache import TqdmProgress
+    from dudes_ros.runtime.tensorrt_engine import load_engine
+
     try:
-        _, outcome, _, key = load_engine(
-            args.onnx, precision=args.precision, max_batch=args.max_batch,
-            image_size=tuple(args.image_size) if args.image_size else None,
-            cache_dir=args.cache_dir, calibration_folder=args.calibration_folder,
-            workspace_gib=args.workspace_gib, progress=TqdmProgress())
-    except (OSError, ValueError) as exc:
+        settings = EngineSettings(
+            precision=args.precision, max_batch=args.max_batch, opt_size=args.opt_size,
+            max_size=args.max_size, cache_dir=str(args.cache_dir) if args.cache_dir else None,
+            calibration_folder=str(args.calibration_folder) if args.calibration_folder
+            else None, workspace_gib=args.workspace_gib)
+        loaded = load_engine(args.onnx, settings, cuda.parse_device(args.device),
+                             progress=TqdmProgress())
+    except (OSError, ValueError, ConfigError, EngineBuildError, cuda.CudaError) as exc:
         print(f"dudes build-engine: {exc}", file=sys.stderr)
         return 2
+    outcome, key = loaded.outcome, loaded.key
     state = f"built in {outcome.build_seconds:.1f} s ({outcome.reason})" if outcome.built \
         else "already cached and valid"
     print(f"{outcome.engine_path}: {state}; {key.precision}, profile {key.profile}, "

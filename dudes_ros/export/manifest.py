@@ -90,6 +90,26 @@ def load_manifest(onnx_path: str | Path) -> dict:
     return manifest
 
 
+class ModelFileError(ManifestError):
+    """A model file is missing, corrupt or does not match its manifest; names the file.
+    (A ``ManifestError``, so callers that handle bad model manifests handle this too.)"""
+
+
+def check_onnx_file(onnx_path: str | Path) -> tuple[dict, str]:
+    """The manifest and sha256 of ``onnx_path``; refuses a missing file or a sha256 mismatch."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ModelFileError(f"ONNX model {onnx_path} not found")
+    manifest = load_manifest(onnx_path)
+    digest = sha256_file(onnx_path)
+    if digest != manifest["onnx_sha256"]:
+        raise ModelFileError(
+            f"ONNX model {onnx_path} does not match its manifest (sha256 {digest[:16]}…, "
+            f"manifest says {str(manifest['onnx_sha256'])[:16]}…): the file is corrupt or was "
+            "replaced; re-run `dudes export`")
+    return manifest, digest
+
+
 def write_manifest(onnx_path: str | Path, manifest: dict) -> Path:
     """Write ``manifest`` atomically beside ``onnx_path``; returns the manifest's path."""
     path = manifest_path(onnx_path)

@@ -1,51 +1,152 @@
 """``create_predictor``: one entry point for every backend, with the "auto" choice explained.
 
 ``model_path`` is a deploy-graph ``.onnx`` (its ``.json`` manifest beside it) or a ``.pt``
-student checkpoint. Backends: "tensorrt" and "onnxruntime" run the ONNX, "torch" runs the
-checkpoint, "auto" picks TensorRT when it is importable and a CUDA GPU is visible, else ONNX
-Runtime for an ONNX; a checkpoint always runs on torch. The choice and its reason are logged and
-kept in ``provenance()["selected_because"]``.
+student checkpoint. "tensorrt" and "onnxruntime" run the ONNX; "torch" runs a checkpoint, or
+the ONNX itself converted to torch (onnx2torch), so the bundled model also runs on a GPU
+without TensorRT. "auto" (``choose_backend``), on a machine with a CUDA GPU, takes the first
+GPU path that can run the model: TensorRT (with cuda-python for its memory), ONNX Runtime's
+CUDA provider, torch on CUDA; the CPU (ONNX Runtime) only when none can, and then the reason
+names what each GPU path lacked and ``cpu_fallback`` is set so the node can warn. A checkpoint
+always runs on torch. The choice and its reason are logged and kept in
+``provenance()["selected_because"]``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from dudes_ros.inference.predictor import Predictor
+from dudes_ros.runtime import cuda
+from dudes_ros.runtime.tensorrt_engine import EngineSettings
 
 LOG = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+DEVICES_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+DRIVER_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvhost-ctrl-gpu")  # desktop / Jetson driver
 
 
-def _cuda_visible() -> bool:
-    if importlib.util.find_spec("torch") is None:
+def check_device(device: str) -> str | None:
+    """None when ``device`` is a valid device string, else what was expected."""
+    ok = device in ("auto", "cpu", "cuda") or (device.startswith("cuda:")
+                                              and device[5:].isdigit())
+    return None if ok else DEVICES_HELP
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
         return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
-def choose_backend(model_path: Path, device: str = "auto") -> tuple[str, str]:
-    """``(backend, reason)`` for "auto"."""
-    if model_path.suffix in CHECKPOINT_SUFFIXES:
-        return "torch", f"{model_path.name} is a checkpoint; only the torch backend runs those"
-    has_trt = importlib.util.find_spec("tensorrt") is not None
-    # Only look for a GPU (importing torch, seconds) when TensorRT could use one.
-    gpu = has_trt and device != "cpu" and _cuda_visible()
-    if has_trt and gpu:
-        return "tensorrt", "tensorrt is importable and a CUDA GPU is visible"
-    missing = ("device is 'cpu'" if device == "cpu" else
-               "tensorrt is not installed" if not has_trt else "no CUDA GPU is visible")
-    if importlib.util.find_spec("onnxruntime") is not None:
-        return "onnxruntime", f"TensorRT unusable ({missing}); ONNX Runtime is installed"
-    raise RuntimeError(f"no backend can run {model_path}: TensorRT unusable ({missing}) and "
-                       "onnxruntime is not installed; install onnxruntime or pass a .pt "
-                       "student checkpoint for the torch backend")
+class Probe:
+    """What "auto" looks at, each probed once and only when the decision needs it (importing
+    torch takes seconds, so it is asked last). Tests substitute fixed answers."""
+
+    @functools.cached_property
+    def gpus(self) -> tuple[int, str]:
+        """(number of CUDA GPUs, what counted them). Without cuda-python, the driver's device
+        files decide first, so a machine without an NVIDIA GPU never imports torch here."""
+        if cuda.bindings_available():
+            return cuda.gpu_count(), "cuda-python"
+        if not any(Path(p).exists() for p in DRIVER_DEVICE_FILES):
+            return 0, f"no NVIDIA driver device ({', '.join(DRIVER_DEVICE_FILES)})"
+        if _importable("torch"):
+            import torch
+
+            return torch.cuda.device_count(), "torch"
+        return 0, "nothing (neither cuda-python nor torch is installed)"
+
+    @functools.cached_property
+    def tensorrt(self) -> bool:
+        return _importable("tensorrt")
+
+    @functools.cached_property
+    def cuda_python(self) -> bool:
+        return cuda.bindings_available()
+
+    @functools.cached_property
+    def ort_providers(self) -> tuple[str, ...]:
+        if not _importable("onnxruntime"):
+            return ()
+        import onnxruntime
+
+        return tuple(onnxruntime.get_available_providers())
+
+    @functools.cached_property
+    def torch_cuda(self) -> bool:
+        if not _importable("torch"):
+            return False
+        import torch
+
+        return torch.cuda.is_available()
+
+    @functools.cached_property
+    def onnx2torch(self) -> bool:
+        return _importable("torch") and _importable("onnx2torch")
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: str
+    device: str
+    reason: str
+    cpu_fallback: bool = False
+
+
+def _cpu_choice(path: Path, probe: Probe, why: str, fallback: bool) -> Choice:
+    if probe.ort_providers:
+        return Choice("onnxruntime", "cpu", f"{why}; ONNX Runtime on the CPU", fallback)
+    if probe.onnx2torch:
+        return Choice("torch", "cpu", f"{why}; onnxruntime is not installed, so torch runs "
+                      "the ONNX on the CPU", fallback)
+    raise RuntimeError(f"no backend can run {path}: {why}, and neither onnxruntime nor "
+                       "torch with onnx2torch is installed")
+
+
+def choose_backend(model_path: Path, device: str = "auto", probe: Probe | None = None) -> Choice:
+    """The backend and device "auto" uses for ``model_path`` (see the module doc)."""
+    probe = probe or Probe()
+    if Path(model_path).suffix in CHECKPOINT_SUFFIXES:
+        return Choice("torch", device, f"{Path(model_path).name} is a checkpoint; only the "
+                      "torch backend runs those")
+    if device == "cpu":
+        return _cpu_choice(model_path, probe, "device is 'cpu'", False)
+    count, counted_by = probe.gpus
+    if count == 0:
+        if device != "auto":
+            raise RuntimeError(f"device {device!r} asked for, but no CUDA GPU is visible "
+                               f"(counted by {counted_by})")
+        return _cpu_choice(model_path, probe, f"no CUDA GPU is visible (counted by "
+                           f"{counted_by})", False)
+    index = cuda.parse_device(device)
+    if index >= count:
+        raise RuntimeError(f"device {device!r} asked for, but {count} CUDA GPU(s) are visible")
+    gpu = f"cuda:{index}"
+    lacking = []
+    if probe.tensorrt and probe.cuda_python:
+        return Choice("tensorrt", gpu, f"tensorrt and cuda-python are importable and {count} "
+                      "CUDA GPU(s) are visible")
+    lacking.append("tensorrt is not installed" if not probe.tensorrt else
+                   "tensorrt is installed but cuda-python (its device memory) is not")
+    if "CUDAExecutionProvider" in probe.ort_providers:
+        return Choice("onnxruntime", gpu, f"{'; '.join(lacking)}; ONNX Runtime has the CUDA "
+                      "provider")
+    lacking.append(f"ONNX Runtime has no CUDA provider ({list(probe.ort_providers)})"
+                   if probe.ort_providers else "onnxruntime is not installed")
+    if probe.torch_cuda and probe.onnx2torch:
+        return Choice("torch", gpu, f"{'; '.join(lacking)}; torch with CUDA runs the ONNX "
+                      "(onnx2torch)")
+    lacking.append("torch with CUDA and onnx2torch are not both installed")
+    return _cpu_choice(model_path, probe, f"a CUDA GPU is visible but no GPU path can run the "
+                       f"model ({'; '.join(lacking)})", True)
 
 
 def _backend_class(backend: str) -> type[Predictor]:
@@ -60,8 +161,8 @@ def _backend_class(backend: str) -> type[Predictor]:
 
 
 def _check_options(cls: type[Predictor], backend: str, options: dict) -> None:
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "onnx_path", "net",
-                                                                  "device", "source"}
+    accepted = set(inspect.signature(cls.__init__).parameters) - {
+        "self", "onnx_path", "net", "device", "source", "engine", "graph"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for backend {backend!r}; "
@@ -69,32 +170,43 @@ def _check_options(cls: type[Predictor], backend: str, options: dict) -> None:
 
 
 def create_predictor(model_path: str | Path, backend: str = "auto", device: str = "auto",
-                     **options) -> Predictor:
-    """A ready ``Predictor`` for ``model_path`` (see module doc); ``options`` go to the
-    backend (e.g. ``precision``/``max_batch`` for TensorRT, ``threads`` for ONNX Runtime,
-    ``fp16``/``cuda_graphs`` for torch) and unknown ones are refused."""
+                     engine: EngineSettings | None = None, **options) -> Predictor:
+    """A ready ``Predictor`` for ``model_path`` (see module doc). ``engine`` configures the
+    TensorRT engine and is used only when TensorRT runs; ``options`` go to the backend
+    (``threads`` for ONNX Runtime, ``fp16``/``cuda_graphs``/``compile`` for torch) and unknown
+    ones are refused."""
     path = Path(model_path)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if check_device(device):
+        raise ValueError(f"device must be {DEVICES_HELP}, got {device!r}")
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found")
     if path.suffix not in ONNX_SUFFIXES + CHECKPOINT_SUFFIXES:
         raise ValueError(f"model file {path}: expected a .onnx deploy graph or a .pt/.pth "
                          f"student checkpoint, got suffix {path.suffix!r}")
+    fallback = False
     if backend == "auto":
-        backend, reason = choose_backend(path, device)
-        LOG.info("backend auto: chose %s because %s", backend, reason)
+        choice = choose_backend(path, device)
+        backend, device, reason, fallback = (choice.backend, choice.device, choice.reason,
+                                             choice.cpu_fallback)
+        (LOG.warning if fallback else LOG.info)("backend auto: chose %s on %s because %s",
+                                                backend, device, reason)
     else:
         reason = "asked for explicitly"
     is_checkpoint = path.suffix in CHECKPOINT_SUFFIXES
-    if is_checkpoint != (backend == "torch"):
+    if is_checkpoint and backend != "torch":
         raise ValueError(f"backend {backend!r} cannot run {path}: tensorrt and onnxruntime "
-                         "take a .onnx, torch takes a .pt student checkpoint")
+                         "take a .onnx; a .pt student checkpoint runs on torch")
     cls = _backend_class(backend)
     _check_options(cls, backend, options)
-    if backend == "torch":
-        predictor = cls.from_checkpoint(path, device=device, **options)
+    if backend == "tensorrt":
+        predictor = cls(path, device=device, engine=engine, **options)
+    elif backend == "torch":
+        load = cls.from_checkpoint if is_checkpoint else cls.from_onnx
+        predictor = load(path, device=device, **options)
     else:
         predictor = cls(path, device=device, **options)
     predictor.selected_because = reason
+    predictor.cpu_fallback = fallback
     return predictor

@@ -7,36 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dudes_ros.export.manifest import ManifestError, load_manifest, sha256_file
+from dudes_ros.export.manifest import ModelFileError, check_onnx_file
 from dudes_ros.inference.predictor import Predictor, check_batch
 
 LOG = logging.getLogger(__name__)
 
 
-class ModelFileError(ManifestError):
-    """A model file is missing, corrupt or does not match its manifest; names the file.
-    (A ``ManifestError``, so callers that handle bad model manifests handle this too.)"""
-
-
-def check_onnx_file(onnx_path: Path) -> tuple[dict, str]:
-    """The manifest and sha256 of ``onnx_path``; refuses a missing file or a sha256 mismatch."""
-    if not onnx_path.is_file():
-        raise ModelFileError(f"ONNX model {onnx_path} not found")
-    manifest = load_manifest(onnx_path)
-    digest = sha256_file(onnx_path)
-    if digest != manifest["onnx_sha256"]:
-        raise ModelFileError(
-            f"ONNX model {onnx_path} does not match its manifest (sha256 {digest[:16]}…, "
-            f"manifest says {str(manifest['onnx_sha256'])[:16]}…): the file is corrupt or was "
-            "replaced; re-run `dudes export`")
-    return manifest, digest
-
-
 class OnnxRuntimePredictor(Predictor):
     """``predict(uint8 [B, H, W, 3]) -> (uint8 [B, H, W], float32 [B, H, W])`` via ONNX Runtime.
 
-    ``device``: "cpu", "cuda" (the CUDA provider must be installed) or "auto" (CUDA when the
-    provider is there, else CPU). ``threads`` sets the intra-op thread count (0: ORT default).
+    ``device``: "cpu", "cuda" / "cuda:N" (the CUDA provider must be installed; N is its
+    ``device_id``) or "auto" (CUDA GPU 0 when the provider is there, else CPU). ``threads``
+    sets the intra-op thread count (0: ORT default).
     """
 
     backend = "onnxruntime"
@@ -47,13 +29,17 @@ class OnnxRuntimePredictor(Predictor):
         self.path = Path(onnx_path)
         self.manifest, self.sha256 = check_onnx_file(self.path)
         available = ort.get_available_providers()
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        gpu = device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
+        if device not in ("auto", "cpu") and not gpu:
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
         cuda = "CUDAExecutionProvider" in available
-        if device == "cuda" and not cuda:
-            raise RuntimeError(f"device 'cuda' asked for, but ONNX Runtime {ort.__version__} "
+        if gpu and not cuda:
+            raise RuntimeError(f"device {device!r} asked for, but ONNX Runtime {ort.__version__} "
                                f"has only providers {available}")
-        providers = (["CUDAExecutionProvider"] if cuda and device != "cpu" else [])
+        providers: list = []
+        if cuda and device != "cpu":
+            index = int(device[5:]) if device.startswith("cuda:") else 0
+            providers.append(("CUDAExecutionProvider", {"device_id": index}))
         providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -18,10 +18,19 @@ class Predictor(ABC):
     backend: str = "abstract"
     selected_because: str = ""
     """Why this backend was chosen (set by ``create_predictor``)."""
+    cpu_fallback: bool = False
+    """True when "auto" chose the CPU although a CUDA GPU is visible (set by
+    ``create_predictor``; the node warns and reports it)."""
+    max_batch: int | None = None
+    """The largest batch ``predict`` accepts (None: any); callers split larger ones."""
 
     @abstractmethod
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the student on a batch; raises ``ValueError`` naming expected and actual input."""
+
+    def size_problem(self, height: int, width: int) -> str | None:
+        """Why frames of ``height`` x ``width`` cannot be run (None when they can)."""
+        return None
 
     def provenance(self) -> dict:
         """Where the model came from (file, sha256, backend details) for diagnostics."""

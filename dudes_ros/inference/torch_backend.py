@@ -1,17 +1,21 @@
-"""PyTorch backend: the deploy graph run eagerly from a student checkpoint (CPU or CUDA).
+"""PyTorch backend: the deploy graph run eagerly, from a student checkpoint or from the ONNX.
 
-It runs the very ``DeployModel`` that is exported to ONNX, so its outputs match the ONNX
-backends. On CUDA it uses fp16 weights, channels-last memory and, per static input shape, a
-captured CUDA graph with pinned host buffers (the shape of a camera stream never changes, so
-after the first frame each call is one graph replay plus the host<->device copies).
-``compile=True`` additionally compiles the network with TorchInductor before capture (minutes
-at start-up, measured 1.6x faster on an H200; see BENCHMARKS.md).
+From a checkpoint it runs the very ``DeployModel`` that is exported to ONNX, so its outputs match
+the ONNX backends. From an ONNX (``from_onnx``) it runs the exported graph itself, converted to
+torch operations by onnx2torch: that is how the bundled model, shipped only as ONNX, runs on a GPU
+that has no TensorRT and no ONNX Runtime CUDA provider (fp32; the graph fixes its dtypes). On CUDA
+it uses fp16 weights (checkpoints), channels-last memory and, per static input shape, a captured
+CUDA graph with pinned host buffers (the shape of a camera stream never changes, so after the first
+frame each call is one graph replay plus the host<->device copies). ``compile=True`` additionally
+compiles the network with TorchInductor before capture (minutes at start-up, measured 1.6x faster
+on an H200; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -52,28 +56,41 @@ class TorchPredictor(Predictor):
 
     backend = "torch"
 
-    def __init__(self, net: SegmentationNet, device: str = "auto", fp16: bool | None = None,
-                 cuda_graphs: bool | None = None, compile: bool = False,
-                 source: dict | None = None) -> None:
+    def __init__(self, net: SegmentationNet | None = None, device: str = "auto",
+                 fp16: bool | None = None, cuda_graphs: bool | None = None,
+                 compile: bool = False, source: dict | None = None,
+                 graph: torch.nn.Module | None = None) -> None:
+        if (net is None) == (graph is None):
+            raise ValueError("give either net (a SegmentationNet) or graph (a deploy graph)")
+        if graph is not None and fp16:
+            raise ValueError("fp16 needs a student checkpoint; an ONNX graph runs in fp32")
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
-        self.fp16 = cuda if fp16 is None else fp16
+        self.fp16 = (cuda and graph is None) if fp16 is None else fp16
         self.cuda_graphs = cuda if cuda_graphs is None else cuda_graphs
         if not cuda and (self.fp16 or self.cuda_graphs):
             raise ValueError(f"fp16 and cuda_graphs need a CUDA device; got device {self.device}"
                              f" with fp16={self.fp16}, cuda_graphs={self.cuda_graphs}")
-        net = net.eval().to(self.device)
         if cuda:
             torch.backends.cudnn.benchmark = True
-            net = net.to(memory_format=torch.channels_last)
-        if self.fp16:
-            net = net.half()
-        net.requires_grad_(False)
-        self.deploy = DeployModel(net).to(self.device).eval()
+        if graph is not None:
+            self.deploy = graph.eval().to(self.device).requires_grad_(False)
+        else:
+            net = net.eval().to(self.device)
+            if cuda:
+                net = net.to(memory_format=torch.channels_last)
+            if self.fp16:
+                net = net.half()
+            net.requires_grad_(False)
+            self.deploy = DeployModel(net).to(self.device).eval()
         self.compiled = compile
         if compile:
-            self.deploy.net = torch.compile(net, mode="max-autotune-no-cudagraphs",
-                                            dynamic=False)
+            compiled = functools.partial(torch.compile, mode="max-autotune-no-cudagraphs",
+                                         dynamic=False)
+            if graph is not None:
+                self.deploy = compiled(self.deploy)
+            else:
+                self.deploy.net = compiled(self.deploy.net)
         self.source = source or {}
         self._graphs: OrderedDict[tuple, tuple] = OrderedDict()
         self._host: dict[tuple, torch.Tensor] = {}
@@ -91,6 +108,24 @@ class TorchPredictor(Predictor):
             raise ValueError(f"checkpoint {path} holds a {ckpt.get('role')!r}; the predictor "
                              "needs a 'student' (with an uncertainty head)")
         return cls(net, source={"model": str(path), "role": "student"}, **options)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, **options) -> TorchPredictor:
+        """Run an exported deploy-graph ONNX (checked against its manifest) on torch."""
+        import onnx
+        from onnx2torch import convert
+
+        from dudes_ros.export.manifest import check_onnx_file
+
+        manifest, digest = check_onnx_file(Path(path))
+        with warnings.catch_warnings():
+            # onnx2torch warns about resize and slice modes in general; this graph's outputs
+            # are checked equal to ONNX Runtime's in tests/test_tensorrt_backend.py.
+            warnings.simplefilter("ignore", UserWarning)
+            graph = convert(onnx.load(str(path)))
+        return cls(graph=graph, source={"model": str(path), "onnx_sha256": digest,
+                                        "model_name": manifest.get("model_name"),
+                                        "role": "student", "runs": "onnx2torch"}, **options)
 
     def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch`` uint8 [B, H, W, 3] on the host (pinned on CUDA) -> device outputs."""

@@ -211,7 +211,11 @@ class DudesNode(Node):
             self.calibration, pixel_threshold=config.ood_pixel_threshold,
             frame_threshold=config.ood_frame_threshold, raise_after=config.ood_raise_after,
             clear_after=config.ood_clear_after)
-        predictor = create_predictor(model, backend=config.backend, device=config.device)
+        predictor = create_predictor(model, backend=config.backend, device=config.device,
+                                     engine=config.engine_settings())
+        log = self.get_logger()
+        (log.warning if predictor.cpu_fallback else log.info)(
+            f"backend {predictor.backend}: {predictor.selected_because}")
         self.core = PerceptionCore(predictor, ood, config.camera_names)
 
     def _qos(self, reliability: str, depth: int) -> QoSProfile:
@@ -328,6 +332,12 @@ class DudesNode(Node):
                 self._log_throttled(exc.reason, f"camera {camera!r}: rejected frame "
                                     f"(frame_id {msg.header.frame_id!r}): {exc}")
                 continue
+            problem = core.predictor.size_problem(*frames[camera].shape[:2])
+            if problem:  # e.g. outside the TensorRT engine's profile: this camera only
+                del frames[camera]
+                self.stats.reject("size")
+                self._log_throttled("size", f"camera {camera!r}: rejected frame: {problem}")
+                continue
             headers[camera], ages[camera] = msg.header, age
         if not frames:
             return
@@ -370,6 +380,7 @@ class DudesNode(Node):
         if core is not None:
             values += [(f"model_{k}" if k != "backend" else k, str(v))
                        for k, v in core.predictor.provenance().items()]
+            values.append(("backend_cpu_fallback", str(core.predictor.cpu_fallback).lower()))
             values += [("ood_pixel_threshold", f"{core.ood.pixel_threshold:.6f}"),
                        ("ood_frame_threshold", f"{core.ood.frame_threshold:.6f}")]
         if self._cameras:  # "rcl", or "rclpy" where librcl could not be called (CdrPublisher)

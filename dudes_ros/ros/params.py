@@ -9,15 +9,19 @@ is plain Python so the launch-file test and the README can read it without a ROS
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dudes_ros.argtypes import image_size
 from dudes_ros.config import ConfigError
+from dudes_ros.inference.factory import BACKENDS, check_device
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
+from dudes_ros.runtime.engine_cache import PRECISIONS
+from dudes_ros.runtime.tensorrt_engine import EngineSettings
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 RELIABILITIES = ("best_effort", "reliable")
 TRANSPORTS = ("raw", "compressed")
 
@@ -41,9 +45,14 @@ def _threshold(v: float) -> str | None:
     return "a number in [0, 1], or NaN (.nan in YAML) to use the model manifest's calibration"
 
 
-def _device(v: str) -> str | None:
-    ok = v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
-    return None if ok else "'auto', 'cpu', 'cuda' or 'cuda:N'"
+def _size(v: str) -> str | None:
+    if not v:
+        return None
+    try:
+        image_size(v)
+    except argparse.ArgumentTypeError:
+        return "HEIGHTxWIDTH with both sides >= 16 (e.g. 1024x2048), or '' for the default"
+    return None
 
 
 def _cameras(v: list[str]) -> str | None:
@@ -84,9 +93,12 @@ class ParamSpec:
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "", "student model: .onnx with its .json manifest beside it, or a .pt "
               "student checkpoint; empty = the bundled engines/dudes_student.onnx"),
-    ParamSpec("backend", "auto", f"inference backend, one of {list(BACKENDS)}; auto = TensorRT "
-              "if importable with a GPU, else ONNX Runtime, else PyTorch", _choice(*BACKENDS)),
-    ParamSpec("device", "auto", "'auto', 'cpu', 'cuda' or 'cuda:N'", _device),
+    ParamSpec("backend", "auto", f"inference backend, one of {list(BACKENDS)}; auto = with a "
+              "CUDA GPU: TensorRT, else ONNX Runtime's CUDA provider, else torch on CUDA; the "
+              "CPU (ONNX Runtime) only when no GPU path can run the model",
+              _choice(*BACKENDS)),
+    ParamSpec("device", "auto", "'auto', 'cpu', 'cuda' or 'cuda:N' (GPU N, honoured by every "
+              "backend)", check_device),
     ParamSpec("cameras", [], "camera names; each gets <name>/image in and <name>/segmentation, "
               "... out, all inferred as one batch; empty = one camera, un-prefixed topics",
               _cameras),
@@ -116,6 +128,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               _at_least(0.0, strict=True)),
     ParamSpec("reject_log_period", 5.0, "seconds; each rejection reason is logged at most "
               "once per period", _at_least(0.0), runtime=True),
+    ParamSpec("engine.precision", "fp16", f"TensorRT engine precision, one of "
+              f"{list(PRECISIONS)}; int8 needs engine.calibration_folder",
+              _choice(*PRECISIONS)),
+    ParamSpec("engine.max_batch", 0, "largest batch the TensorRT engine takes; 0 = the number "
+              "of cameras (larger groups are split)", _at_least(0)),
+    ParamSpec("engine.opt_size", "", "HEIGHTxWIDTH the TensorRT engine is optimised for (set "
+              "it to the cameras' resolution); '' = the model's network input size", _size),
+    ParamSpec("engine.max_size", "", "largest HEIGHTxWIDTH the TensorRT engine accepts; '' = "
+              "2160x3840 (or engine.opt_size if larger)", _size),
+    ParamSpec("engine.cache_dir", "", "folder of built TensorRT engines; '' = cache/ beside the "
+              "model, or ~/.cache/dudes_ros/engines where that is not writable"),
+    ParamSpec("engine.calibration_folder", "", "images for INT8 calibration (precision int8 "
+              "only)"),
+    ParamSpec("engine.workspace_gib", 4.0, "TensorRT builder workspace limit, GiB",
+              _at_least(0.0, strict=True)),
     ParamSpec("autostart", True, "configure and activate at start-up (for stacks without a "
               "lifecycle manager)"),
 )
@@ -144,6 +171,13 @@ class NodeConfig:
     ood_clear_after: int
     diagnostics_period: float
     reject_log_period: float
+    engine_precision: str
+    engine_max_batch: int
+    engine_opt_size: str
+    engine_max_size: str
+    engine_cache_dir: str
+    engine_calibration_folder: str
+    engine_workspace_gib: float
     autostart: bool
 
     @classmethod
@@ -161,7 +195,31 @@ class NodeConfig:
             if problem:
                 raise ConfigError(problem)
             kwargs[spec.field] = tuple(value) if isinstance(spec.default, list) else value
-        return cls(**kwargs)
+        config = cls(**kwargs)
+        config.engine_settings()  # refuses impossible combinations now, not at first frame
+        return config
+
+    def engine_settings(self) -> EngineSettings:
+        """The TensorRT engine the ``engine.*`` parameters describe; ``ConfigError`` naming
+        the parameter when they contradict each other or the backend."""
+        changed = [spec.name for spec in PARAMETERS if spec.name.startswith("engine.")
+                   and self.value(spec.name) != spec.default]
+        if changed and self.backend not in ("auto", "tensorrt"):
+            name = changed[0]
+            raise ConfigError(f"parameter {name}: invalid value {self.value(name)!r}; the "
+                              "engine.* parameters configure TensorRT and apply only with "
+                              f"backend 'tensorrt' or 'auto', not {self.backend!r}")
+        try:
+            return EngineSettings(
+                precision=self.engine_precision,
+                max_batch=self.engine_max_batch or len(self.camera_names),
+                opt_size=image_size(self.engine_opt_size) if self.engine_opt_size else None,
+                max_size=image_size(self.engine_max_size) if self.engine_max_size else None,
+                cache_dir=self.engine_cache_dir or None,
+                calibration_folder=self.engine_calibration_folder or None,
+                workspace_gib=self.engine_workspace_gib)
+        except ConfigError as exc:
+            raise ConfigError(f"parameter {exc}") from None
 
     def value(self, name: str) -> Any:
         """The value of parameter ``name`` (ROS spelling, ROS types: lists, not tuples)."""

@@ -1,12 +1,13 @@
 """The TensorRT engine cache: key, manifest, rebuild decision, atomic write under a file lock.
 
 An engine is only valid for the exact ONNX, TensorRT version, GPU model, compute capability,
-precision and shape profile it was built with. Each cached engine ``<name>.engine`` has a JSON
-manifest ``<name>.engine.json`` holding that key and the engine's sha256. ``EngineCache.load``
-takes the engine's file lock (so several camera nodes sharing one cache build it once), checks
-the manifest against the wanted key, deserialises, and rebuilds on any mismatch, missing or
-corrupt file, or deserialisation failure, logging why. New engines are written to a temporary
-file and renamed into place, so a reader never sees half an engine.
+precision, shape profile and INT8 calibration it was built with: that is its ``EngineKey``, and the
+file name carries the key's digest (``engine_name``). Each cached engine ``<name>.engine`` has a
+JSON manifest ``<name>.engine.json`` holding the key and the engine's sha256. ``EngineCache.load``
+takes the engine's file lock (so several camera nodes sharing one cache build it once), checks the
+manifest against the wanted key, deserialises, and rebuilds on any mismatch, missing or corrupt
+file, or deserialisation failure, logging why. New engines are written to a temporary file and
+renamed into place, so a reader never sees half an engine.
 
 Nothing here imports TensorRT: the builder and the deserialiser are injected, which is how the
 tests exercise every branch without a GPU.
@@ -68,6 +69,10 @@ class EngineKey:
     def as_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored in JSON
 
+    def digest(self) -> str:
+        """sha256 of the key's canonical JSON (names the engine file)."""
+        return _sha256(json.dumps(self.as_dict(), sort_keys=True).encode())
+
     def mismatches(self, stored: dict) -> list[str]:
         """Human-readable differences between this key and a stored key dict."""
         wanted = self.as_dict()
@@ -76,12 +81,13 @@ class EngineKey:
 
 
 def engine_name(onnx_path: Path, key: EngineKey) -> str:
-    """File stem of a cached engine: the model, the precision and the GPU it runs on (the
-    rest of the key lives in the manifest, so a TensorRT upgrade or a new ONNX replaces the
-    file instead of leaving stale engines behind)."""
+    """File stem of a cached engine: readable settings (model, precision, largest batch, GPU)
+    and a digest of the whole key, so engines of different settings (profile, TensorRT
+    version, ONNX, calibration) coexist in one folder instead of replacing each other."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", key.gpu_name).strip("-").lower() or "gpu"
     cc = key.compute_capability.replace(".", "")
-    return f"{onnx_path.stem}.{key.precision}.{gpu}-sm{cc}"
+    return (f"{onnx_path.stem}.{key.precision}.b{key.profile['max'][0]}.{gpu}-sm{cc}."
+            f"{key.digest()[:12]}")
 
 
 @dataclass(frozen=True)

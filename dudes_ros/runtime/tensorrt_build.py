@@ -1,10 +1,10 @@
 """Build a TensorRT 10 engine from the deploy-graph ONNX (the ``Builder`` of the engine cache).
 
 FP16 (default), FP32 or INT8. INT8 uses entropy calibration (``IInt8EntropyCalibrator2``) over
-a folder of images at the profile's ``opt`` shape, and saves the calibration cache so later
-builds skip the calibration pass. The optimisation profile covers batch 1..N at the camera's
-size. Build progress is reported through TensorRT's ``IProgressMonitor``. Device buffers are
-torch CUDA tensors, so neither pycuda nor cuda-python is needed.
+a folder of images at the profile's ``opt`` shape, and saves the calibration cache (named by
+the calibration set's digest, so a new set never reuses stale scales) so that later builds
+skip the calibration pass. Build progress is reported through TensorRT's ``IProgressMonitor``.
+The calibrator's device buffer comes from ``runtime.cuda.DeviceMemory`` (cuda-python).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dudes_ros.export.engine_cache import EngineBuildError, EngineKey, Progress
 from dudes_ros.export.manifest import atomic_write_bytes
+from dudes_ros.runtime.engine_cache import EngineBuildError, EngineKey, Progress
 
 LOG = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -35,11 +35,19 @@ def calibration_images(folder: str | Path) -> list[Path]:
 
 
 def calibration_id(files: list[Path]) -> str:
-    """Identifies a calibration set in the engine key: count + digest of names and sizes."""
+    """Identifies a calibration set in the engine key: count + digest of names and contents
+    (a re-exported image of the same size is a different set)."""
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f"{f.name}:{f.stat().st_size}\n".encode())
+        digest.update(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
     return f"{len(files)} images, sha256 {digest.hexdigest()[:16]}"
+
+
+def calibration_cache_path(cache_dir: Path, onnx_path: Path, calibration: str) -> Path:
+    """Where the INT8 scales of ``calibration`` (a ``calibration_id``) for ``onnx_path`` are
+    kept: one file per model and calibration set."""
+    digest = hashlib.sha256(calibration.encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{Path(onnx_path).stem}.{digest}.int8.calib"
 
 
 def load_rgb(path: Path, height: int, width: int) -> np.ndarray:
@@ -52,8 +60,8 @@ def load_rgb(path: Path, height: int, width: int) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _make_calibrator(trt, files: list[Path], cache_path: Path, shape: list[int]):
-    import torch
+def _make_calibrator(trt, files: list[Path], cache_path: Path, shape: list[int], gpu: int):
+    from dudes_ros.runtime.cuda import DeviceMemory
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         """Feeds ``uint8 [B, H, W, 3]`` batches from ``files``; reads/writes the cache."""
@@ -61,7 +69,9 @@ def _make_calibrator(trt, files: list[Path], cache_path: Path, shape: list[int])
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batch, self.height, self.width = shape[0], shape[1], shape[2]
-            self.device_buffer = torch.empty(tuple(shape), dtype=torch.uint8, device="cuda")
+            self.memory = DeviceMemory(gpu)
+            self.host = self.memory.host_array(tuple(shape), np.uint8)
+            self.device_buffer = self.memory.device_buffer(self.host.nbytes)
             self.index = 0
 
         def get_batch_size(self) -> int:
@@ -72,10 +82,11 @@ def _make_calibrator(trt, files: list[Path], cache_path: Path, shape: list[int])
                 return None
             chunk = files[self.index:self.index + self.batch]
             self.index += self.batch
-            frames = np.stack([load_rgb(f, self.height, self.width) for f in chunk])
-            self.device_buffer.copy_(torch.from_numpy(frames))
-            torch.cuda.synchronize()
-            return [int(self.device_buffer.data_ptr())]
+            for i, f in enumerate(chunk):
+                self.host[i] = load_rgb(f, self.height, self.width)
+            self.memory.upload(self.device_buffer, self.host)
+            self.memory.synchronize()
+            return [self.device_buffer]
 
         def read_calibration_cache(self) -> bytes | None:
             return cache_path.read_bytes() if cache_path.is_file() else None
@@ -108,8 +119,10 @@ def _make_progress_monitor(trt, progress: Progress):
 def build_serialized_engine(onnx_path: Path, key: EngineKey, progress: Progress, *,
                             workspace_gib: float = 4.0,
                             calibration_folder: str | Path | None = None,
-                            calibration_cache: str | Path | None = None) -> bytes:
-    """Parse ``onnx_path`` and build an engine for ``key`` (precision, profile)."""
+                            calibration_cache: str | Path | None = None,
+                            gpu: int = 0) -> bytes:
+    """Parse ``onnx_path`` and build an engine for ``key`` (precision, profile) on GPU
+    ``gpu``; INT8 needs ``calibration_folder`` and ``calibration_cache`` (the scales file)."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -126,16 +139,21 @@ def build_serialized_engine(onnx_path: Path, key: EngineKey, progress: Progress,
     config.add_optimization_profile(profile)
     if key.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
+    calibrator = None
     if key.precision == "int8":
-        if calibration_folder is None:
-            raise EngineBuildError("INT8 needs a calibration image folder")
-        cache = Path(calibration_cache or Path(onnx_path).with_suffix(".int8.calib"))
+        if calibration_folder is None or calibration_cache is None:
+            raise EngineBuildError("INT8 needs a calibration image folder and a cache path")
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _make_calibrator(
-            trt, calibration_images(calibration_folder), cache, list(key.profile["opt"]))
+        calibrator = _make_calibrator(trt, calibration_images(calibration_folder),
+                                      Path(calibration_cache), list(key.profile["opt"]), gpu)
+        config.int8_calibrator = calibrator
         config.set_calibration_profile(profile)
     config.progress_monitor = _make_progress_monitor(trt, progress)
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.memory.close()
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} "
                                f"({key.precision}); see the TensorRT log above")

@@ -1,0 +1,1 @@
+"""Runtime layer: what the inference backends and the export/build commands both need."""

@@ -1,0 +1,161 @@
+"""CUDA device memory and streams through NVIDIA's cuda-python runtime bindings.
+
+The TensorRT backend and the INT8 calibrator need device buffers, page-locked host buffers and
+a stream, nothing more. cuda-python provides exactly that and is small, where torch would add
+seconds of start-up and hundreds of MiB to a node that never runs a torch op. Every call goes
+through ``_call``, which turns cudart's ``(cudaError_t, value...)`` tuples into values or a
+``CudaError`` naming the call.
+
+``DeviceMemory(gpu)`` owns what it allocates on one GPU and one stream:
+``device_buffer(nbytes) -> address``, ``host_array(shape, dtype) -> numpy view of pinned
+memory``, ``free_device``/``free_host``, ``upload``/``download`` (asynchronous on the stream),
+``synchronize``, ``close``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class CudaError(RuntimeError):
+    """A CUDA runtime call failed; the message names the call and CUDA's error."""
+
+
+def bindings_available() -> bool:
+    """Whether the cuda-python runtime bindings can be imported."""
+    try:
+        return importlib.util.find_spec("cuda.bindings.runtime") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def cudart() -> Any:
+    """The ``cuda.bindings.runtime`` module; ImportError says what to install."""
+    try:
+        return importlib.import_module("cuda.bindings.runtime")
+    except ImportError as exc:
+        raise ImportError("the TensorRT backend needs NVIDIA's cuda-python runtime bindings "
+                          "(pip install cuda-python, or JetPack's python3-cuda); "
+                          f"import failed: {exc}") from exc
+
+
+def _call(name: str, *args: Any) -> Any:
+    rt = cudart()
+    result = getattr(rt, name)(*args)
+    err, values = result[0], result[1:]
+    if err != rt.cudaError_t.cudaSuccess:
+        text = rt.cudaGetErrorString(err)[1]
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        raise CudaError(f"{name} failed: {text} ({err})")
+    return values[0] if len(values) == 1 else values or None
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    compute_capability: str  # "major.minor"
+
+
+def gpu_count() -> int:
+    """CUDA GPUs visible through cuda-python; 0 when the bindings or a driver are missing."""
+    if not bindings_available():
+        return 0
+    try:
+        return int(_call("cudaGetDeviceCount"))
+    except (CudaError, ImportError, OSError, RuntimeError):
+        return 0
+
+
+def gpu_info(index: int) -> GpuInfo:
+    """Name and compute capability of GPU ``index``; CudaError when there is no such GPU."""
+    count = gpu_count()
+    if not 0 <= index < count:
+        raise CudaError(f"GPU {index} asked for, but cuda-python sees {count} GPU(s)")
+    prop = _call("cudaGetDeviceProperties", index)
+    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else prop.name
+    return GpuInfo(index, name.rstrip("\x00").strip(), f"{prop.major}.{prop.minor}")
+
+
+def parse_device(device: str) -> int:
+    """GPU index of "auto", "cuda" (both 0) or "cuda:N"; ValueError for anything else."""
+    if device in ("auto", "cuda"):
+        return 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    raise ValueError(f"device must be 'auto', 'cuda' or 'cuda:N' for a GPU backend, "
+                     f"got {device!r}")
+
+
+class DeviceMemory:
+    """Buffers and one stream on GPU ``index``; everything is freed by ``close``."""
+
+    def __init__(self, index: int = 0) -> None:
+        self.gpu = gpu_info(index)
+        _call("cudaSetDevice", index)
+        self.stream = _call("cudaStreamCreate")
+        self._device: list[int] = []
+        self._host: list[int] = []
+
+    @property
+    def stream_handle(self) -> int:
+        """The stream as the integer handle TensorRT's ``execute_async_v3`` takes."""
+        return int(self.stream)
+
+    def device_buffer(self, nbytes: int) -> int:
+        """Address of ``nbytes`` of device memory."""
+        address = int(_call("cudaMalloc", nbytes))
+        self._device.append(address)
+        return address
+
+    def host_array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A numpy array over page-locked host memory (fast, truly asynchronous copies)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        address = int(_call("cudaMallocHost", nbytes))
+        self._host.append(address)
+        raw = (ctypes.c_uint8 * nbytes).from_address(address)
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+    def upload(self, device_address: int, host: np.ndarray) -> None:
+        """Copy ``host`` (contiguous) to ``device_address`` on the stream."""
+        rt = cudart()
+        _call("cudaMemcpyAsync", device_address, host.ctypes.data, host.nbytes,
+              rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream)
+
+    def download(self, host: np.ndarray, device_address: int) -> None:
+        """Copy ``host.nbytes`` from ``device_address`` into ``host`` on the stream."""
+        rt = cudart()
+        _call("cudaMemcpyAsync", host.ctypes.data, device_address, host.nbytes,
+              rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream)
+
+    def free_device(self, address: int) -> None:
+        _call("cudaFree", address)
+        self._device.remove(address)
+
+    def free_host(self, array: np.ndarray) -> None:
+        """Free the pinned memory under ``array`` (from ``host_array``; unusable after)."""
+        address = array.ctypes.data
+        _call("cudaFreeHost", address)
+        self._host.remove(address)
+
+    def synchronize(self) -> None:
+        _call("cudaStreamSynchronize", self.stream)
+
+    def close(self) -> None:
+        """Free every buffer and the stream (idempotent)."""
+        if self.stream is None:
+            return
+        _call("cudaStreamSynchronize", self.stream)
+        for address in self._device:
+            _call("cudaFree", address)
+        for address in self._host:
+            _call("cudaFreeHost", address)
+        _call("cudaStreamDestroy", self.stream)
+        self._device, self._host, self.stream = [], [], None

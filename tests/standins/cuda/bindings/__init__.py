@@ -1,0 +1,1 @@
+"""Test stand-in for ``cuda.bindings``; see tests/standins/README.md."""
