@@ -67,7 +67,9 @@ class TorchPredictor(Predictor):
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
         self.fp16 = (cuda and graph is None) if fp16 is None else fp16
-        self.cuda_graphs = cuda if cuda_graphs is None else cuda_graphs
+        # Capture is proven for DeployModel (tests/test_inference.py, GPU-marked); an
+        # onnx2torch graph stays uncaptured unless asked for (benchmarks/gpu_check.sh).
+        self.cuda_graphs = (cuda and graph is None) if cuda_graphs is None else cuda_graphs
         if not cuda and (self.fp16 or self.cuda_graphs):
             raise ValueError(f"fp16 and cuda_graphs need a CUDA device; got device {self.device}"
                              f" with fp16={self.fp16}, cuda_graphs={self.cuda_graphs}")
