@@ -14,7 +14,8 @@ its rclpy executor takes the outputs: the middleware's own threads still receive
 every output meanwhile, but on a 2-core machine the executor taking 3 MiB of outputs per
 frame would compete with the node for the cores while it still publishes (``--settle 0``
 measures that way; BENCHMARKS.md has both side by side). Also listed: the node's per-frame
-``overhead`` percentiles (stamp -> published, minus inference) and, with ``--settle 0``, the
+``node_overhead`` percentiles (arrival at the node -> published, minus inference) and its
+``header_age`` (stamp -> taken by the worker), and, with ``--settle 0``, the
 end-to-end latency when the last output's Python callback ran here. The student is
 a random-init ResNet-18 with 16 decoder channels at ``--net-size`` (the fastest inference, so
 the largest overhead share), or the ONNX given by ``--model`` (e.g. the bundled one).
@@ -115,8 +116,8 @@ def overhead(workdir: Path, frames: int, warmup: int, image: tuple[int, int],
             "callback_ms": float(np.percentile(callback_ms, q)),
             "inference_ms": inference, "overhead_ms": e2e - inference,
             "overhead_pct": (e2e - inference) / inference * 100,
-            "node_overhead_ms": float(diag[f"overhead_p{q}_ms"]),
-            "input_age_ms": float(diag[f"input_age_p{q}_ms"])}
+            "node_overhead_ms": float(diag[f"node_overhead_p{q}_ms"]),
+            "input_age_ms": float(diag[f"header_age_p{q}_ms"])}
     return result
 
 

@@ -47,6 +47,10 @@ class Hysteresis:
             self._run = 0
         return self.active
 
+    def restart_count(self) -> None:
+        """Forget the current run of frames (new thresholds); the alarm state stays."""
+        self._run = 0
+
     def reset(self) -> None:
         self.active = False
         self._run = 0

@@ -75,10 +75,10 @@ class FrameResult:
     labels: np.ndarray  # uint8 [H, W] trainIds (255 = ignore)
     uncertainty: np.ndarray  # float32 [H, W] in [0, 1]
     confidence: np.ndarray  # uint8 [H, W], round(255 * (1 - u)); 255 = certain
-    ood_score: float  # fraction of pixels with u > pixel_threshold
-    uncertain_fraction: float  # same value, named as in the manifest and the ood message
+    ood_score: float  # frame OOD score: fraction of pixels with u > ood.pixel_threshold
     alarm: bool  # debounced alarm state after this frame
     inference_ms: float  # wall time of the predict call that covered this frame
+    ood: OodConfig  # the settings this frame was scored with (all of one config)
 
 
 def confidence_image(uncertainty: np.ndarray) -> np.ndarray:
@@ -93,7 +93,12 @@ def confidence_image(uncertainty: np.ndarray) -> np.ndarray:
 
 
 class PerceptionCore:
-    """Predictor + OOD scoring for a fixed set of cameras (``[""]`` for a single camera)."""
+    """Predictor + OOD scoring for a fixed set of cameras (``[""]`` for a single camera).
+
+    OOD settings change at run time by swapping in one frozen ``OodConfig`` (``set_ood``, from
+    any thread); ``process`` reads the reference once per call, so every frame of a call is
+    scored and debounced entirely with the old or entirely with the new settings.
+    """
 
     def __init__(self, predictor: Predictor, ood: OodConfig, cameras: list[str]) -> None:
         if not cameras or len(set(cameras)) != len(cameras):
@@ -103,18 +108,18 @@ class PerceptionCore:
         self._ood = ood
         self._alarms = {c: Hysteresis(ood.frame_threshold, ood.raise_after, ood.clear_after)
                         for c in self.cameras}
+        self._alarms_ood = ood  # the config the hysteresis settings were last taken from
 
     @property
     def ood(self) -> OodConfig:
         return self._ood
 
     def set_ood(self, ood: OodConfig) -> None:
-        """Change thresholds at run time; debounce counters restart, alarm states persist."""
-        self._ood = ood
-        for hysteresis in self._alarms.values():
-            hysteresis.threshold = ood.frame_threshold
-            hysteresis.raise_after = ood.raise_after
-            hysteresis.clear_after = ood.clear_after
+        """Swap in new OOD settings; the next ``process`` call applies them all at once
+        (debounce counters restart there, alarm states persist)."""
+        if not isinstance(ood, OodConfig):
+            raise TypeError(f"set_ood expects an OodConfig, got {type(ood).__name__}")
+        self._ood = ood  # one reference assignment: atomic for the worker reading it
 
     def update_ood(self, **changes: float | int) -> None:
         self.set_ood(replace(self._ood, **changes))
@@ -131,6 +136,9 @@ class PerceptionCore:
         split into batches of at most ``predictor.max_batch`` frames; each distinct resolution
         is a separate call.
         """
+        ood = self._ood  # read once: this call's frames all use this config
+        if ood is not self._alarms_ood:
+            self._apply_to_alarms(ood)
         unknown = sorted(set(frames) - set(self.cameras))
         if unknown:
             raise ValueError(f"unknown camera(s) {unknown}; configured cameras: {self.cameras}")
@@ -153,14 +161,23 @@ class PerceptionCore:
             labels, uncertainty = self.predictor.predict(batch)
             inference_ms = (time.perf_counter() - start) * 1e3
             for i, camera in enumerate(cameras):
-                results[camera] = self._score(camera, labels[i], uncertainty[i], inference_ms)
+                results[camera] = self._score(camera, labels[i], uncertainty[i], inference_ms,
+                                              ood)
         return {c: results[c] for c in self.cameras if c in results}
 
+    def _apply_to_alarms(self, ood: OodConfig) -> None:
+        for hysteresis in self._alarms.values():
+            hysteresis.threshold = ood.frame_threshold
+            hysteresis.raise_after = ood.raise_after
+            hysteresis.clear_after = ood.clear_after
+            hysteresis.restart_count()
+        self._alarms_ood = ood
+
     def _score(self, camera: str, labels: np.ndarray, uncertainty: np.ndarray,
-               inference_ms: float) -> FrameResult:
+               inference_ms: float, ood: OodConfig) -> FrameResult:
         uncertainty = np.asarray(uncertainty, dtype=np.float32)
-        score = uncertain_fraction(uncertainty, self._ood.pixel_threshold)
+        score = uncertain_fraction(uncertainty, ood.pixel_threshold)
         alarm = self._alarms[camera].update(score)
         return FrameResult(labels=np.asarray(labels, dtype=np.uint8), uncertainty=uncertainty,
                            confidence=confidence_image(uncertainty), ood_score=score,
-                           uncertain_fraction=score, alarm=alarm, inference_ms=inference_ms)
+                           alarm=alarm, inference_ms=inference_ms, ood=ood)

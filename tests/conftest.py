@@ -84,3 +84,12 @@ def _remove_killed_processes_fastdds_segments() -> Iterator[None]:
         if not lock.name.startswith("fastdds_port") and not _lock_held(lock):
             for path in (lock, lock.with_name(lock.name.removesuffix("_el"))):
                 path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def demo_bag(tmp_path_factory) -> Path:
+    """The bag of a short ``dudes demo`` run (``tests/helpers/demo_bag.py``), made once."""
+    pytest.importorskip("rclpy")
+    from tests.helpers.demo_bag import write_demo_bag
+
+    return write_demo_bag(tmp_path_factory.mktemp("demo"))

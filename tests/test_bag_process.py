@@ -339,3 +339,54 @@ def test_cli_process_bag(tmp_path, student_onnx, capsys):
     assert "pixel_threshold" in capsys.readouterr().err
     with sqlite3.connect(next((tmp_path / "out").glob("*.db3"))) as db:
         assert db.execute("select count(*) from messages").fetchone()[0] == 3 * 5
+
+
+@pytest.mark.ros
+def test_cli_on_the_demo_bag_processes_the_camera_only_with_the_bundled_model(
+        demo_bag, tmp_path, capsys):
+    """No --topics, no --model: the demo's bag holds the camera and the node's outputs (all
+    sensor_msgs/Image); the outputs are named and skipped before the model loads, the camera
+    is processed by the bundled student, frame for frame with the recorded stamps."""
+    from dudes_ros.resources import bundled_model
+    from tests.helpers.demo_bag import FRAMES, IMAGE_TOPIC
+
+    assert cli_main(["process-bag", str(demo_bag), str(tmp_path / "out"), "--no-progress",
+                     "--backend", "onnxruntime", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    skipped = "/dudes_demo/confidence, /dudes_demo/segmentation, /dudes_demo/uncertainty"
+    assert f"skipping 3 output topic(s) of dudes_ros: {skipped}" in printed
+    assert f"processing {IMAGE_TOPIC}\n" in printed
+    summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert list(summary["topics"]) == [IMAGE_TOPIC] and summary["frames"] == FRAMES
+    assert Path(summary["model"]["model"]) == bundled_model()
+    out = read_back(tmp_path / "out")
+    assert set(out) == {f"/dudes_demo/{s}" for s in ("segmentation", "uncertainty",
+                                                     "confidence", "ood", "ood_alarm")}
+    with AnyReader([demo_bag]) as reader:
+        stamps = [reader.deserialize(raw, c.msgtype).header.stamp for c, _, raw in
+                  reader.messages([c for c in reader.connections if c.topic == IMAGE_TOPIC])]
+    assert [(m.header.stamp.sec, m.header.stamp.nanosec)
+            for _, m in out["/dudes_demo/segmentation"]] == [(s.sec, s.nanosec) for s in stamps]
+
+
+def test_cli_chooses_topics_before_the_model_loads(tmp_path, student_onnx, monkeypatch,
+                                                   capsys):
+    """A bag of nothing but this package's outputs: refused, naming them, with no model
+    loaded; with --topics an output topic can still be processed."""
+    import dudes_ros.inference.factory as factory
+
+    write_image_bag(tmp_path / "in", [Camera("/cam/segmentation", "mono8"),
+                                      Camera("/cam/uncertainty/color")], 2, storage="mcap")
+    loaded = []
+    real = factory.create_predictor
+    monkeypatch.setattr(factory, "create_predictor",
+                        lambda *a, **k: loaded.append(a) or real(*a, **k))
+    args = ["process-bag", str(tmp_path / "in"), str(tmp_path / "out"), "--model",
+            str(student_onnx), "--no-progress", "--pixel-threshold", "0.5",
+            "--frame-threshold", "0.2"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "every image topic is an output of dudes_ros" in err and "--topics" in err
+    assert "'/cam/segmentation', '/cam/uncertainty/color'" in err and loaded == []
+    assert cli_main([*args, "--topics", "/cam/segmentation"]) == 0
+    assert "processing /cam/segmentation\n" in capsys.readouterr().out and len(loaded) == 1

@@ -3,19 +3,22 @@ and into a running ``dudes_node`` (each in its own process)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dudes_ros.bag.reader import BagError, BagReader
-from dudes_ros.bag.replay import ReplayOptions, playback, replay_topics
+from dudes_ros.bag.replay import ReplayOptions, Restamp, header_stamp, playback, replay_topics
 from tests.conftest import REPO
 from tests.helpers.bags import KILTED, T0_NS, Camera, write_image_bag
 
 PERIOD_NS = 100_000_000  # 10 Hz
+WALL0_NS = 1_800_000_000 * 10**9  # the virtual wall clock at VirtualClock.t = 0
 
 
 class VirtualClock:
@@ -40,14 +43,16 @@ def bag(tmp_path_factory):
     return path, frames
 
 
-def run_playback(path, options: ReplayOptions, with_clock: bool = False):
+def run_playback(path, options: ReplayOptions, with_clock: bool = False, maps=None):
     clock = VirtualClock()
     sent, clocks = [], []
     with BagReader(path) as reader:
         topics = replay_topics(reader, options.topics)
         count = playback(reader, topics, options,
                          lambda topic, data, t: sent.append((clock.t, topic, data, t)),
-                         clocks.append if with_clock else None, clock.now, clock.sleep)
+                         clocks.append if with_clock else None, clock.now, clock.sleep,
+                         wall_ns=lambda: WALL0_NS + round(clock.t * 1e9),
+                         restamped=None if maps is None else maps.append)
     assert count == len(sent)
     return sent, clocks
 
@@ -70,7 +75,8 @@ def test_all_topics_loops_offset_and_clock(bag):
     assert sorted({topic for _, topic, _, _ in sent}) == ["/cam/image_raw", "/note"]
     assert len(sent) == 20
     sent, clocks = run_playback(path, ReplayOptions(topics=("/cam/image_raw",), loops=2,
-                                                    start_offset=0.45, clock_hz=50.0),
+                                                    start_offset=0.45, clock_hz=50.0,
+                                                    restamp=False),
                                 with_clock=True)
     stamps = [t for _, _, _, t in sent]
     assert stamps == [f.timestamp for f in frames[5:]] * 2  # frames from 0.45 s on, twice
@@ -79,6 +85,40 @@ def test_all_topics_loops_offset_and_clock(bag):
     assert sum(b < a for a, b in zip(clocks, clocks[1:], strict=False)) == 1  # one rewind
     assert all(T0_NS + 0.45e9 <= c <= frames[-1].timestamp for c in clocks)
     assert len(clocks) > 2 * len(frames[5:])  # ticks while waiting, not only per message
+    recorded = [f.sec * 10**9 + f.nanosec for f in frames[5:]] * 2
+    assert [header_stamp(data) for _, _, data, _ in sent] == recorded  # --clock: as recorded
+
+
+@pytest.mark.parametrize("rate", [1.0, 2.0])
+def test_default_restamps_headers_to_now_and_maps_back(bag, rate):
+    """Default: header stamps become the wall time they are published at (one map per pass),
+    the recorded ones follow back from the printed map, other messages are untouched."""
+    path, frames = bag
+    maps: list[Restamp] = []
+    sent, _ = run_playback(path, ReplayOptions(rate=rate, loops=2), maps=maps)
+    assert len(maps) == 2 and maps[0].rate == rate
+    images = [(wall, data) for wall, topic, data, _ in sent if topic == "/cam/image_raw"]
+    recorded = [f.sec * 10**9 + f.nanosec for f in frames] * 2
+    published = [header_stamp(data) for _, data in images]
+    for k, (wall, data) in enumerate(images):
+        stamp_map = maps[k // len(frames)]
+        assert published[k] == stamp_map.published(recorded[k])
+        assert stamp_map.recorded(published[k]) == recorded[k]
+        if k % len(frames) == 0:  # a pass's first stamp is the wall time it went out at
+            assert published[k] == WALL0_NS + round(wall * 1e9)
+        msg = KILTED.deserialize_cdr(data, "sensor_msgs/msg/Image")
+        assert msg.header.frame_id == frames[k % len(frames)].frame_id
+        np.testing.assert_array_equal(msg.data.reshape(16, 32, 3), frames[k % len(frames)].rgb)
+    if rate == 1.0:
+        offset = published[0] - recorded[0]
+        assert maps[0].describe() == f"published = recorded {offset:+d} ns"
+        assert [p - r for p, r in zip(published[:len(frames)], recorded, strict=False)] == [
+            offset] * len(frames)
+    notes = [KILTED.deserialize_cdr(data, "std_msgs/msg/String").data
+             for _, topic, data, _ in sent if topic == "/note"]
+    assert notes == [f"note {i}" for i in range(len(frames))] * 2
+    sent, _ = run_playback(path, ReplayOptions(restamp=False))
+    assert [header_stamp(d) for _, t, d, _ in sent if t == "/cam/image_raw"] == recorded[:10]
 
 
 def test_ros1_bag_is_published_as_ros2_cdr(tmp_path):
@@ -97,6 +137,8 @@ def test_bad_requests(bag):
     path, _ = bag
     with pytest.raises(ValueError, match="rate must be > 0"):
         ReplayOptions(rate=0)
+    with pytest.raises(ValueError, match="needs the recorded header stamps"):
+        ReplayOptions(clock_hz=10.0)
     with BagReader(path) as reader, pytest.raises(BagError, match=r"\['/nope'\]"):
         replay_topics(reader, ("/nope",))
     with pytest.raises(BagError, match="no messages"):
@@ -217,7 +259,7 @@ def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(tmp
                           and segmentation.get_publisher_count() > 0, 60), log.read_text()
         replay = subprocess.Popen(
             [sys.executable, "-m", "dudes_ros.cli", "replay", str(tmp_path / "in"),
-             "--topics", "/cam/image", "--wait-for-subscribers", "20"],
+             "--topics", "/cam/image", "--wait-for-subscribers", "20", "--keep-stamps"],
             env=ros_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         spin_until(lambda: replay.poll() is not None or len(received) == n, 40)
         output = replay.communicate(timeout=10)[0]
@@ -241,6 +283,11 @@ def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(tmp
     assert [final[f"frames_{k}"] for k in ("in", "processed", "dropped_stale",
                                            "dropped_superseded", "rejected", "errors")] == [
         str(n), str(n), "0", "0", "0", "0"], final
+    # recorded stamps (kept) are decades old, yet the node's own figures are not: they run
+    # from each frame's arrival on the steady clock; the header age says how old the stamps are
+    assert 0 < float(final["node_latency_p50_ms"]) < 1000, final
+    assert float(final["node_latency_p50_ms"]) >= float(final["inference_p50_ms"]), final
+    assert float(final["header_age_p50_ms"]) > 3.6e6, final
     recorded = (frames[-1].timestamp - frames[0].timestamp) / 1e9
     span = received[-1][0] - received[0][0]
     gaps = np.diff([r[0] for r in received])
@@ -252,3 +299,112 @@ def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(tmp
     with create_predictor(model, backend="onnxruntime", device="cpu") as predictor:
         for frame, (_, _, _, labels) in zip(frames, received, strict=True):
             np.testing.assert_array_equal(labels, predictor.predict(frame.rgb[None])[0][0])
+
+
+# --- the README's "Replay a bag into the node", run as written on the demo's bag -------------
+
+def readme_replay_blocks() -> list[list[str]]:
+    """The bash blocks of the README section "Replay a bag into the node", as lines."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Replay a bag into the node\n", 1)[1].split("\n#", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return [[line for line in block.splitlines() if line.strip()] for block in blocks]
+
+
+def recorded_images(bag_path) -> dict[int, str]:
+    """``{header stamp ns: frame_id}`` of the demo bag's camera topic, in order."""
+    from tests.helpers.demo_bag import IMAGE_TOPIC
+
+    with BagReader(bag_path) as reader:
+        return {int(m.header.stamp.sec) * 10**9 + int(m.header.stamp.nanosec):
+                m.header.frame_id
+                for m in map(reader.deserialize, reader.messages([IMAGE_TOPIC]))}
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("block", [0, 1], ids=["node-defaults-restamped", "clock-sim-time"])
+def test_readme_replay_of_the_demo_bag_into_the_node(block, demo_bag, tmp_path, ros_env):
+    """Both README blocks, as written, in a folder holding the demo's ``demo_output/bag``: the
+    node (default parameters; then with use_sim_time) segments at least 95 % of the frames,
+    with the recorded stamps (block 0: through the map ``dudes replay`` printed); its
+    /diagnostics stay OK with no stale drops, meaningful latencies, and (sim time) keep
+    coming after the bag's /clock stops."""
+    rclpy = pytest.importorskip("rclpy")
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    node_line, replay_line = readme_replay_blocks()[block]
+    assert node_line.endswith(" &") and "dudes_node --ros-args" in node_line
+    assert replay_line.startswith("dudes replay demo_output/bag")
+    recorded = recorded_images(demo_bag)
+    n = len(recorded)
+    (tmp_path / "demo_output").symlink_to(demo_bag.parent)
+    env = {**ros_env, "PATH": f"{Path(sys.executable).parent}:{ros_env.get('PATH', '')}"}
+    log = tmp_path / "node.log"
+    received: list[tuple[int, str]] = []
+    diagnostics: list[tuple[float, DiagnosticStatus]] = []
+    rclpy.init()
+    node_process = replay = None
+    try:
+        node = rclpy.create_node("readme_replay_listener")
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        segmentation = node.create_subscription(
+            Image, "/dudes_demo/segmentation", lambda m: received.append(
+                (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, m.header.frame_id)), qos)
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.extend(
+            (time.monotonic(), s) for s in m.status
+            if s.name == "/dudes_demo/dudes_node: inference"), qos)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+
+        def spin(seconds: float, until=lambda: False) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not until():
+                executor.spin_once(timeout_sec=0.01)
+
+        node_process = subprocess.Popen(["bash", "-c", "exec " + node_line.removesuffix("&")],
+                                        cwd=tmp_path, env=env, stdout=log.open("w"),
+                                        stderr=subprocess.STDOUT)
+        # as a user would, start the replay once the node is up (its outputs reach this
+        # listener only after discovery; the replay itself waits for the node's subscription)
+        spin(60, lambda: segmentation.get_publisher_count() > 0 or node_process.poll() is not None)
+        assert segmentation.get_publisher_count() > 0, log.read_text()
+        replay = subprocess.Popen(["bash", "-c", replay_line], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        spin(90, lambda: replay.poll() is not None)
+        output = replay.communicate(timeout=10)[0]
+        assert replay.returncode == 0, output
+        assert node_process.poll() is None, log.read_text()
+        ended = time.monotonic()
+        spin(3.5)  # the bag (and its /clock) has ended: /diagnostics must go on
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+        for process in (replay, node_process):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=20)
+    if block == 0:
+        offsets = re.findall(r"published = recorded ([+-]\d+) ns", output)
+        assert len(offsets) == 1, output
+        mapped = [(stamp - int(offsets[0]), frame_id) for stamp, frame_id in received]
+    else:
+        assert "restamped" not in output
+        mapped = received
+    print(f"{len(received)} of {n} frames segmented; replay said: {output.strip()}")
+    last = {kv.key: kv.value for kv in diagnostics[-1][1].values} if diagnostics else {}
+    assert len(received) >= 0.95 * n, (len(received), n, last, output, log.read_text(),
+                                       [sorted(recorded).index(s) for s, _ in mapped])
+    assert all(recorded.get(stamp) == frame_id for stamp, frame_id in mapped), mapped
+    assert [s for s, _ in mapped] == sorted(s for s, _ in mapped)
+    after_end = [s for t, s in diagnostics if t > ended + 0.5]
+    assert len(after_end) >= 2, "no /diagnostics after the replay ended"
+    values = {kv.key: kv.value for kv in after_end[-1].values}
+    assert after_end[-1].level == DiagnosticStatus.OK, (after_end[-1].message, values)
+    assert values["state"] == "active" and values["frames_processed"] == str(len(received))
+    assert values["frames_dropped_stale"] == "0", values
+    assert 0 < float(values["node_latency_p50_ms"]) < 1000, values
+    assert 0 <= float(values["node_overhead_p50_ms"]) < float(values["node_latency_p50_ms"])
+    assert abs(float(values["header_age_p50_ms"])) < 1000, values  # now / bag time, not hours

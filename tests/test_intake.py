@@ -46,6 +46,11 @@ def test_intake_takes_the_newest_frame_and_counts_the_rest(ros_context):
         assert {c: m.frame_id for c, m in taken.messages.items()} == {
             "front": "front:7", "rear": "rear:0"}
         assert (taken.arrived, taken.superseded) == (8, 6)
+        # arrival = when the middleware received the message (steady clock), so the 0.3 s
+        # the frames waited for the worker count in the node's latency
+        waited = {c: (time.monotonic_ns() - t) * 1e-9 for c, t in taken.arrived_ns.items()}
+        assert set(waited) == {"front", "rear"}
+        assert all(0.29 <= w < 2.0 for w in waited.values()), waited
 
         # Nothing queued: a wake returns at once, with nothing.
         intake.wake()

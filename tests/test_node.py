@@ -183,11 +183,15 @@ class Client:
                 return
         raise AssertionError(f"no {wait_for} for {camera}/{msg.header.frame_id}")
 
-    def latest_counts(self, timeout: float = 3.0) -> dict[str, str]:
+    def latest_status(self, timeout: float = 3.0) -> DiagnosticStatus:
+        """A /diagnostics status published after everything sent so far was handled."""
         self.diagnostics.clear()
         self.spin_until(lambda: len(self.diagnostics) >= 2, timeout)
         assert self.diagnostics, "no /diagnostics from the node"
-        return {kv.key: kv.value for kv in self.diagnostics[-1].values}
+        return self.diagnostics[-1]
+
+    def latest_counts(self, timeout: float = 3.0) -> dict[str, str]:
+        return {kv.key: kv.value for kv in self.latest_status(timeout).values}
 
     def close(self) -> None:
         self.node.destroy_node()
@@ -351,22 +355,77 @@ def test_malformed_frames_are_rejected_counted_and_streaming_continues(two_camer
     assert "rejected a message that is not a CDR-encoded sensor_msgs/msg/Image" in text
 
 
-def test_stale_frames_are_dropped_and_counted(two_cameras):
-    client, _, _ = two_cameras
+def send_good_frames(client, offline, n: int, tag: str) -> None:
+    """``n`` fresh frames, each checked against the offline predictor."""
+    good = drive_frame(11, False)
+    for i in range(n):
+        client.send("front", image_msg(good, f"{tag}{i}"))
+    check_outputs(client, "front", f"{tag}{n - 1}", *offline(good))
+
+
+def test_stale_frames_are_dropped_counted_logged_and_raise_warn(two_cameras, offline):
+    from dudes_ros.ros.node import LEVEL_WINDOW
+
+    client, _, log = two_cameras
+    send_good_frames(client, offline, LEVEL_WINDOW, "fresh")
+    status = client.latest_status()
+    assert status.level == DiagnosticStatus.OK and status.message == "streaming"
     before = int(client.latest_counts()["frames_dropped_stale"])
-    msg = image_msg(drive_frame(1, False), "stale")
-    now = client.node.get_clock().now().to_msg()
-    msg.header.stamp.sec = now.sec - 60
-    msg.header.stamp.nanosec = now.nanosec
-    client.pubs["front"].publish(msg)
-    client.spin_until(lambda: False, 0.5)
-    counts = client.latest_counts()
-    assert int(counts["frames_dropped_stale"]) == before + 1
+    n_stale = LEVEL_WINDOW // 2 + 5
+    for i in range(n_stale):
+        msg = image_msg(drive_frame(1, False), f"stale{i}")
+        now = client.node.get_clock().now().to_msg()
+        msg.header.stamp.sec = now.sec - 60
+        msg.header.stamp.nanosec = now.nanosec
+        client.pubs["front"].publish(msg)
+        client.spin_until(lambda: False, 0.05)  # one at a time: none is superseded
+    status = client.latest_status()
+    counts = {kv.key: kv.value for kv in status.values}
+    assert int(counts["frames_dropped_stale"]) == before + n_stale
+    assert int(counts["recent_dropped_stale"]) == n_stale
+    assert status.level == DiagnosticStatus.WARN
+    assert f"{n_stale} of the last {LEVEL_WINDOW} frames dropped as stale" in status.message
+    assert "max_input_age 5.0 s" in status.message
+    assert not any(k[2].startswith("stale") for k in client.received)
+    text = log.read_text()
+    line = next(x for x in text.splitlines() if "dropped a frame whose header stamp" in x)
+    assert "WARN" in line and "older than max_input_age 5.0 s" in line, line
+    age = float(line.split("header stamp is ")[1].split(" s old")[0])
+    assert 60.0 <= age < 75.0, line
     assert float(counts["inference_p50_ms"]) > 0 and "onnxruntime" in counts["backend"]
     assert counts["outputs_published_via"] == "rcl"
+    send_good_frames(client, offline, LEVEL_WINDOW, "recovered")
+    status = client.latest_status()
+    assert status.level == DiagnosticStatus.OK, status.message
+    assert {kv.key: kv.value for kv in status.values}["recent_dropped_stale"] == "0"
 
 
-def test_runtime_parameter_changes(two_cameras):
+def test_diagnostics_level_returns_to_ok_after_a_malformed_frame(two_cameras, offline):
+    from dudes_ros.ros.node import LEVEL_WINDOW
+
+    client, _, _ = two_cameras
+    send_good_frames(client, offline, 3, "before-bad")
+    msg = image_msg(drive_frame(2, False), "bad-again")
+    msg.encoding = "yuv422_yuy2"
+    client.send("front", msg, wait_for=None)
+    client.spin_until(lambda: False, 0.3)
+    status = client.latest_status()
+    rejected = int({kv.key: kv.value for kv in status.values}["frames_rejected"])
+    assert status.level == DiagnosticStatus.WARN and "1 rejected" in status.message
+    send_good_frames(client, offline, LEVEL_WINDOW - 1, "good")
+    status = client.latest_status()  # the bad frame is still among the last LEVEL_WINDOW
+    assert status.level == DiagnosticStatus.WARN, status.message
+    send_good_frames(client, offline, 1, "last")
+    status = client.latest_status()
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.OK and status.message == "streaming", values
+    assert values["frames_rejected"] == str(rejected)  # the total is kept
+    assert values["recent_frames"] == str(LEVEL_WINDOW) and values["recent_rejected"] == "0"
+    assert 0 < float(values["node_overhead_p50_ms"]) < float(values["node_latency_p50_ms"])
+    assert 0 <= float(values["header_age_p50_ms"]) < 1000
+
+
+def test_runtime_parameter_changes(two_cameras, offline, drive):
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
@@ -374,15 +433,20 @@ def test_runtime_parameter_changes(two_cameras):
     service = client.node.create_client(SetParameters, "/dudes_node/set_parameters")
     assert service.wait_for_service(timeout_sec=10)
 
-    def set_one(name, value):
-        kind = (ParameterType.PARAMETER_STRING if isinstance(value, str)
-                else ParameterType.PARAMETER_DOUBLE)
-        pv = (ParameterValue(type=kind, string_value=value) if isinstance(value, str)
-              else ParameterValue(type=kind, double_value=value))
-        future = service.call_async(SetParameters.Request(
-            parameters=[Parameter(name=name, value=pv)]))
+    def set_many(values):
+        parameters = []
+        for name, value in values.items():
+            kind = (ParameterType.PARAMETER_STRING if isinstance(value, str)
+                    else ParameterType.PARAMETER_DOUBLE)
+            pv = (ParameterValue(type=kind, string_value=value) if isinstance(value, str)
+                  else ParameterValue(type=kind, double_value=value))
+            parameters.append(Parameter(name=name, value=pv))
+        future = service.call_async(SetParameters.Request(parameters=parameters))
         assert client.spin_until(future.done, 10)
-        return future.result().results[0]
+        return future.result().results
+
+    def set_one(name, value):
+        return set_many({name: value})[0]
 
     refused = set_one("backend", "torch")
     assert not refused.successful and "cannot change while the node is configured" in (
@@ -390,6 +454,19 @@ def test_runtime_parameter_changes(two_cameras):
     bad = set_one("ood.frame_threshold", -0.2)
     assert not bad.successful and "ood.frame_threshold: invalid value -0.2" in bad.reason
     assert set_one("max_input_age", 4.0).successful
+    # both thresholds in one call: the next frame is scored and reported with both
+    _, _, pixel_threshold, frame_threshold = drive
+    assert all(r.successful for r in set_many({"ood.pixel_threshold": 0.25,
+                                               "ood.frame_threshold": 0.75}))
+    rgb = drive_frame(21, True)
+    client.send("front", image_msg(rgb, "new-thresholds"))
+    got = check_outputs(client, "front", "new-thresholds", *offline(rgb))
+    values = {kv.key: kv.value for kv in got["ood"].status[0].values}
+    u = offline(rgb)[1]
+    assert (values["pixel_threshold"], values["threshold"]) == ("0.250000", "0.750000")
+    assert float(values["score"]) == pytest.approx(np.mean(u > 0.25), abs=1e-6)
+    assert all(r.successful for r in set_many({"ood.pixel_threshold": pixel_threshold,
+                                               "ood.frame_threshold": frame_threshold}))
 
 
 def test_compressed_single_camera_node_and_garbage_jpeg(ros_context, model, offline,
@@ -420,6 +497,61 @@ def test_compressed_single_camera_node_and_garbage_jpeg(ros_context, model, offl
         counts = client.latest_counts()
         assert counts.get("rejected_undecodable") == "1", counts
         assert "rejected frame (frame_id 'garbage')" in log.read_text()
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_diagnostics_while_unconfigured_and_after_a_failed_configure(ros_context, model,
+                                                                      tmp_path):
+    """autostart off: /diagnostics reports the unconfigured node (WARN); a configure that
+    fails turns it to ERROR with the reason; a good configure clears it."""
+    import os
+
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    log = tmp_path / "node.log"
+    process = start_node(dict(os.environ), log, namespace="managed", autostart="false",
+                         model="missing/student.onnx", diagnostics_period=0.2,
+                         ood__pixel_threshold=0.5, ood__frame_threshold=0.1)
+    client = Client([], namespace="managed")
+    try:
+        assert client.spin_until(lambda: client.diagnostics or process.poll() is not None, 60)
+        status = client.latest_status()
+        values = {kv.key: kv.value for kv in status.values}
+        assert (status.level, status.message, values["state"]) == (
+            DiagnosticStatus.WARN, "unconfigured", "unconfigured")
+        assert "error" not in values
+
+        def call(service_type, name, request):
+            service = client.node.create_client(service_type, name)
+            assert service.wait_for_service(timeout_sec=10)
+            future = service.call_async(request)
+            assert client.spin_until(future.done, 30)
+            return future.result()
+
+        configure = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
+        assert not call(ChangeState, "/managed/dudes_node/change_state", configure).success
+        status = client.latest_status()
+        values = {kv.key: kv.value for kv in status.values}
+        assert status.level == DiagnosticStatus.ERROR and values["state"] == "unconfigured"
+        for text in (status.message, values["error"]):
+            assert text.startswith("configure failed: parameter model") and (
+                "missing/student.onnx" in text and "does not exist" in text), text
+        good = Parameter(name="model", value=ParameterValue(
+            type=ParameterType.PARAMETER_STRING, string_value=str(model)))
+        assert call(SetParameters, "/managed/dudes_node/set_parameters",
+                    SetParameters.Request(parameters=[good])).results[0].successful
+        assert call(ChangeState, "/managed/dudes_node/change_state", configure).success
+        status = client.latest_status()
+        values = {kv.key: kv.value for kv in status.values}
+        assert (status.level, status.message, values["state"]) == (
+            DiagnosticStatus.WARN, "inactive", "inactive")
+        assert "error" not in values and values["backend"] in ("onnxruntime", "torch")
     finally:
         client.close()
         process.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ def test_outputs_follow_the_predictor_exactly():
     np.testing.assert_array_equal(result.labels, image[..., 1] % 19)
     np.testing.assert_array_equal(result.uncertainty, u)
     np.testing.assert_array_equal(result.confidence, np.round(255 * (1 - u)).astype(np.uint8))
-    assert result.ood_score == result.uncertain_fraction == np.mean(u > 0.5)
+    assert result.ood_score == np.mean(u > 0.5) and result.ood is OOD
     assert result.inference_ms >= 0.0
 
 
@@ -117,6 +118,80 @@ def test_thresholds_change_at_run_time():
     assert core.process({"": frame(10, 4, 0.3)})[""].alarm
     core.reset()
     assert core.process({"": frame(10, 4, 0.0)})[""].alarm is False
+
+
+class SwappingPredictor(RedIsUncertainPredictor):
+    """Calls ``swap()`` inside its first ``predict``: a setter that lands mid-frame."""
+
+    def __init__(self, swap) -> None:
+        super().__init__()
+        self.swap = swap
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.calls) == 0:
+            self.swap()
+        return super().predict(images)
+
+
+def test_an_ood_change_mid_frame_applies_from_the_next_call():
+    """Two resolutions = two predict calls in one ``process``; the setter runs during the
+    first: both cameras are still scored, debounced and reported with the old settings."""
+    old = OodConfig(pixel_threshold=0.5, frame_threshold=0.2, raise_after=1, clear_after=1)
+    new = OodConfig(pixel_threshold=0.05, frame_threshold=0.9, raise_after=1, clear_after=1)
+    core = None
+    predictor = SwappingPredictor(lambda: core.set_ood(new))
+    core = PerceptionCore(predictor, old, ["a", "b"])
+    # u = 1 on 30 % of rows, 0.1 elsewhere: 0.3 of pixels over 0.5, all of them over 0.05
+    a, b = frame(10, 4, 0.3), frame(20, 4, 0.3)
+    a[..., 0] = np.where(a[..., 0] == 255, 255, 26)
+    b[..., 0] = np.where(b[..., 0] == 255, 255, 26)
+    first = core.process({"a": a, "b": b})
+    assert len(predictor.calls) == 2
+    for result in first.values():
+        assert result.ood is old
+        assert result.ood_score == pytest.approx(0.3) and result.alarm  # 0.3 > 0.2, k = 1
+    second = core.process({"a": a, "b": b})
+    for result in second.values():
+        assert result.ood is new
+        assert result.ood_score == 1.0 and result.alarm  # 1.0 > 0.9
+    third = core.process({"a": frame(10, 4, 0.0)})["a"]
+    assert third.ood is new and third.ood_score == 0.0 and not third.alarm
+
+
+def test_concurrent_ood_setter_never_mixes_settings_within_a_frame():
+    """A thread swaps between two configs as fast as it can while frames are processed: every
+    result must be explained entirely by the config it reports (score with its pixel
+    threshold, alarm with its frame threshold), and both configs must have been seen."""
+    # A: pixel 0.5 -> score 0.3, frame 0.2 -> over; B: pixel 0.05 -> score 1.0, frame 0.95
+    # -> over. A mix (A's pixel, B's frame) gives 0.3 < 0.95: under, so the alarm clears.
+    configs = (OodConfig(0.5, 0.2, raise_after=1, clear_after=1),
+               OodConfig(0.05, 0.95, raise_after=1, clear_after=1))
+    core = PerceptionCore(RedIsUncertainPredictor(), configs[0], ["a"])
+    image = frame(10, 4, 0.3)
+    image[..., 0] = np.where(image[..., 0] == 255, 255, 26)
+    stop = threading.Event()
+
+    def setter():
+        i = 0
+        while not stop.is_set():
+            core.set_ood(configs[i % 2])
+            i += 1
+
+    thread = threading.Thread(target=setter)
+    thread.start()
+    seen = set()
+    try:
+        for _ in range(3000):
+            result = core.process({"a": image})["a"]
+            assert result.ood in configs
+            expected = 0.3 if result.ood is configs[0] else 1.0
+            assert result.ood_score == pytest.approx(expected)
+            assert result.alarm, "scored with one config and debounced with the other"
+            seen.add(configs.index(result.ood))
+    finally:
+        stop.set()
+        thread.join()
+    assert seen == {0, 1}
 
 
 def test_bad_inputs_name_what_was_wrong():

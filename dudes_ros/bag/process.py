@@ -1,6 +1,9 @@
 """``dudes process-bag IN OUT``: run the student over a bag's image topics, write an output bag.
 
-Every chosen image topic (raw or compressed; the camera is the topic's namespace) goes through
+Every chosen image topic (raw or compressed; the camera is the topic's namespace; by default
+every image topic except those named like this package's outputs, ``<ns>/segmentation``,
+``<ns>/uncertainty``, ``<ns>/confidence`` and their ``/color``, which a bag recorded from the node
+or by ``dudes demo`` also holds) goes through
 the same ``PerceptionCore`` the node uses, so outputs match the node frame for frame (frames
 are processed one at a time in bag order, one ``predict`` call each, so every camera's alarm
 debounces over its own frames exactly as in the node). OUT is a
@@ -33,6 +36,7 @@ from rosbags.typesys import get_typestore
 from tqdm import tqdm
 
 from dudes_ros.bag.reader import (
+    IMAGE,
     OUTPUT_TYPESTORE,
     BagError,
     BagReader,
@@ -47,7 +51,7 @@ from dudes_ros.inference.predictor import Predictor
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.perception import OodConfig, PerceptionCore
 from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
-from dudes_ros.ros.outputs import OutputBuilder
+from dudes_ros.ros.outputs import OUTPUT_TOPICS, OutputBuilder
 
 LOG = logging.getLogger(__name__)
 
@@ -61,12 +65,34 @@ ROSBAG2_VERSION = 9  # the version Kilted's rosbag2 writes
 class ProcessOptions:
     """Choices of a ``process_bag`` run (defaults = the command line's)."""
 
-    topics: tuple[str, ...] = ()  # image topics to process; empty: every image topic
+    topics: tuple[str, ...] = ()  # image topics to process; empty: every camera image topic
     storage: str | None = None  # "sqlite3" | "mcap"; None: as the input, MCAP for ROS 1
     include_inputs: bool = False  # also copy the processed input images into OUT
     color: bool = False  # also write <ns>/segmentation/color (rgb8 palette)
     overwrite: bool = False  # replace an existing OUT
     progress: bool = True  # tqdm progress bar on stderr
+
+
+def is_output_topic(topic: ImageTopic) -> bool:
+    """Whether an image topic is named like one of this package's outputs
+    (``<ns>/segmentation``, ``<ns>/uncertainty/color``, ...; ``OUTPUT_TOPICS``)."""
+    return any(topic.topic.endswith(f"/{suffix}") for suffix, msgtype in OUTPUT_TOPICS.items()
+               if msgtype == IMAGE)
+
+
+def select_input_topics(bag: BagReader,
+                        topics: tuple[str, ...] = ()) -> tuple[list[ImageTopic], list[str]]:
+    """``(chosen, skipped)``: the requested image topics, or by default every image topic but
+    this package's outputs (``skipped``, by name). Raises ``BagError`` when none is left."""
+    if topics:
+        return bag.select_image_topics(topics), []
+    every = bag.select_image_topics()
+    chosen = [t for t in every if not is_output_topic(t)]
+    skipped = [t.topic for t in every if is_output_topic(t)]
+    if not chosen:
+        raise BagError(f"{bag.path}: every image topic is an output of dudes_ros ({skipped}); "
+                       "name the ones to process with --topics")
+    return chosen, skipped
 
 
 def _check_layout(bag: BagReader, chosen: list[ImageTopic], builder: OutputBuilder,
@@ -108,9 +134,11 @@ def process_bag(source: str | Path, destination: str | Path, predictor: Predicto
         raise ValueError(f"output {destination} is the input bag; choose another path")
     typestore = get_typestore(OUTPUT_TYPESTORE)
     colors = frozenset({"segmentation/color"} if options.color else ())
-    builder = OutputBuilder(typestore, ood, colors=colors)
+    builder = OutputBuilder(typestore, colors=colors)
     with BagReader(source) as bag:
-        chosen = bag.select_image_topics(options.topics)
+        chosen, skipped = select_input_topics(bag, options.topics)
+        if skipped:
+            LOG.info("%s: skipping the output topics of dudes_ros %s", source, skipped)
         layout = _check_layout(bag, chosen, builder, options.include_inputs)
         for topic in chosen if options.include_inputs else ():
             check_ros2_layout(bag, topic.topic, topic.msgtype, typestore)
@@ -171,14 +199,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         ".mcap/.db3 file, or ROS 1 .bag file")
     parser.add_argument("output", type=Path, help="output rosbag2 directory (must not exist "
                         "unless --overwrite)")
-    parser.add_argument("--model", required=True, type=Path,
-                        help="student .onnx (with its .json manifest beside it) or .pt checkpoint")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="student .onnx (with its .json manifest beside it) or .pt "
+                        "checkpoint (default: the bundled engines/dudes_student.onnx)")
     parser.add_argument("--backend", default="auto",
                         choices=["auto", "tensorrt", "onnxruntime", "torch"])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--topics", nargs="+", default=(), metavar="TOPIC",
                         help="image topics to process (default: every Image/CompressedImage "
-                        "topic); the camera namespace is the topic without its last name")
+                        "topic except this package's outputs, <ns>/segmentation, "
+                        "<ns>/uncertainty, <ns>/confidence and their /color); the camera "
+                        "namespace is the topic without its last name")
     parser.add_argument("--format", dest="storage", choices=sorted(STORAGES), default=None,
                         help="output storage (default: as the input; MCAP for ROS 1 input)")
     parser.add_argument("--include-inputs", action="store_true",
@@ -198,29 +229,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           f"{DEFAULT_CLEAR_AFTER})")
 
 
-def ood_from_args(args: argparse.Namespace) -> OodConfig:
-    """OOD settings: the ONNX manifest's calibration, overridden by the given flags."""
+def ood_from_args(args: argparse.Namespace, model: Path) -> OodConfig:
+    """OOD settings: the ONNX ``model``'s manifest calibration, overridden by the flags."""
     calibration = None
-    if Path(args.model).suffix == ".onnx":
+    if model.suffix == ".onnx":
         from dudes_ros.export.manifest import load_manifest
 
-        calibration = load_manifest(args.model).get("ood")
+        calibration = load_manifest(model).get("ood")
     overrides = {name: getattr(args, name) for name in
                  ("pixel_threshold", "frame_threshold", "raise_after", "clear_after")}
     return OodConfig.from_calibration(calibration, **overrides)
 
 
+def _choose_before_loading(args: argparse.Namespace) -> tuple[str, ...]:
+    """The topics to process, chosen and announced before the model loads."""
+    with BagReader(args.input) as bag:
+        chosen, skipped = select_input_topics(bag, tuple(args.topics))
+    if skipped:
+        print(f"skipping {len(skipped)} output topic(s) of dudes_ros: {', '.join(skipped)} "
+              "(name them with --topics to process them)")
+    print(f"processing {', '.join(t.topic for t in chosen)}")
+    return tuple(t.topic for t in chosen)
+
+
 def run(args: argparse.Namespace) -> int:
     from dudes_ros.export.manifest import ManifestError
     from dudes_ros.inference.factory import create_predictor
+    from dudes_ros.resources import bundled_model
 
-    options = ProcessOptions(topics=tuple(args.topics), storage=args.storage,
-                             include_inputs=args.include_inputs, color=args.color,
-                             overwrite=args.overwrite, progress=not args.no_progress)
+    model = args.model or bundled_model()  # as the node and the demo do
     try:
         check_destination(args.output, args.overwrite)
-        ood = ood_from_args(args)
-        with create_predictor(args.model, backend=args.backend, device=args.device) as predictor:
+        if not model.is_file():
+            raise FileNotFoundError(f"model {model} does not exist" + (
+                "" if args.model else " (the bundled student; pass --model STUDENT.onnx)"))
+        options = ProcessOptions(topics=_choose_before_loading(args), storage=args.storage,
+                                 include_inputs=args.include_inputs, color=args.color,
+                                 overwrite=args.overwrite, progress=not args.no_progress)
+        ood = ood_from_args(args, model)
+        with create_predictor(model, backend=args.backend, device=args.device) as predictor:
             summary = process_bag(args.input, args.output, predictor, ood, options)
     except (BagError, ConfigError, ManifestError, FileExistsError, FileNotFoundError,
             NotADirectoryError, PermissionError) as exc:

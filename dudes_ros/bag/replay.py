@@ -1,10 +1,22 @@
 """``dudes replay BAG``: publish a bag into the live ROS 2 graph at the recorded rate.
 
 For machines without ``ros2 bag play`` (the package-index ROS wheels have no rosbag2). The
-recorded CDR bytes are published as they are (ROS 1 bags are converted to CDR first), so no
-message is deserialized. Timing follows the bag's receive times scaled by ``--rate``;
-``--start-offset`` skips the first seconds, ``--loop`` repeats until Ctrl-C, and ``--clock``
-publishes ``/clock`` (rosgraph_msgs/Clock) in bag time for nodes with ``use_sim_time``.
+recorded CDR bytes are published without deserializing them (ROS 1 bags are converted to CDR
+first). Timing follows the bag's receive times scaled by ``--rate``; ``--start-offset`` skips the
+first seconds, ``--loop`` repeats until Ctrl-C.
+
+Header stamps, two ways:
+
+- default: **restamped to now**, so that nodes on the wall clock (``dudes_node`` with its
+  default ``max_input_age``) take the frames as live. Every message whose first field is a
+  ``std_msgs/Header`` gets ``published = P0 + (recorded - S0) / rate``, where ``S0`` is the
+  first such stamp of the pass and ``P0`` the wall time it was published at; at rate 1 that is
+  one constant shift per pass, printed as ``published = recorded + D ns`` (the recorded stamp is
+  the published one minus ``D``). Relative timing between messages and topics is kept; stamps
+  inside other messages (``/tf``) are not changed, so replay those with ``--clock``.
+- ``--clock`` (what ``ros2 bag play --clock`` does): stamps are published as recorded and
+  ``/clock`` (rosgraph_msgs/Clock) carries bag time, for nodes run with ``use_sim_time:=true``.
+  ``--keep-stamps`` publishes the recorded stamps without a clock.
 
 ``playback`` is the ROS-free scheduler (publishing goes through callables); ``run`` wires it
 to rclpy, which is imported only there: this is the one bag module that talks to a ROS graph.
@@ -16,6 +28,7 @@ import argparse
 import importlib
 import logging
 import re
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rosbags.typesys import get_typestore
+from rosbags.typesys.store import Typestore
 
 from dudes_ros.bag.reader import (
     OUTPUT_TYPESTORE,
@@ -46,6 +60,7 @@ class ReplayOptions:
     topics: tuple[str, ...] = ()  # empty: every topic
     start_offset: float = 0.0  # seconds of the bag to skip
     clock_hz: float = 0.0  # /clock publishing rate while waiting; 0: no /clock
+    restamp: bool = True  # header stamps moved to now (``Restamp``); False: as recorded
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -56,6 +71,58 @@ class ReplayOptions:
             raise ValueError(f"start_offset must be >= 0 seconds, got {self.start_offset}")
         if self.clock_hz < 0:
             raise ValueError(f"clock_hz must be >= 0 (0: no /clock), got {self.clock_hz}")
+        if self.restamp and self.clock_hz > 0:
+            raise ValueError("a /clock in bag time needs the recorded header stamps; restamping "
+                             "is for nodes on the wall clock (use one or the other)")
+
+
+@dataclass(frozen=True)
+class Restamp:
+    """The stamp map of one pass: ``published = published_origin + (recorded -
+    recorded_origin) / rate`` (ns); exact and invertible at rate 1."""
+
+    recorded_origin: int
+    published_origin: int
+    rate: float = 1.0
+
+    def published(self, recorded_ns: int) -> int:
+        delta = recorded_ns - self.recorded_origin
+        return self.published_origin + (delta if self.rate == 1 else round(delta / self.rate))
+
+    def recorded(self, published_ns: int) -> int:
+        delta = published_ns - self.published_origin
+        return self.recorded_origin + (delta if self.rate == 1 else round(delta * self.rate))
+
+    def describe(self) -> str:
+        if self.rate == 1:
+            return (f"published = recorded {self.published_origin - self.recorded_origin:+d} ns")
+        return (f"published = {self.published_origin} + (recorded - {self.recorded_origin}) / "
+                f"{self.rate:g} ns")
+
+
+def has_header(typestore: Typestore, msgtype: str) -> bool:
+    """Whether ``msgtype``'s first field is ``header: std_msgs/msg/Header`` (its stamp is then
+    the first 8 bytes after the CDR encapsulation header)."""
+    fields = typestore.fielddefs.get(msgtype, ((), ()))[1]
+    return bool(fields) and fields[0][0] == "header" and fields[0][1][1] == "std_msgs/msg/Header"
+
+
+def _endian(cdr: bytes | bytearray) -> str:
+    return "<" if cdr[1] & 1 else ">"  # encapsulation 0x0001 = little-endian CDR
+
+
+def header_stamp(cdr: bytes | bytearray) -> int:
+    """The header stamp (ns) of a CDR message that starts with a ``std_msgs/Header``."""
+    sec, nanosec = struct.unpack_from(_endian(cdr) + "iI", cdr, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+def with_stamp(cdr: bytes | bytearray, stamp_ns: int) -> bytes:
+    """A copy of such a CDR message with its header stamp set to ``stamp_ns`` (>= 0)."""
+    data = bytearray(cdr)
+    sec, nanosec = divmod(max(stamp_ns, 0), 1_000_000_000)
+    struct.pack_into(_endian(data) + "iI", data, 4, sec, nanosec)
+    return bytes(data)
 
 
 def replay_topics(bag: BagReader, topics: tuple[str, ...]) -> dict[str, str]:
@@ -75,17 +142,23 @@ def playback(bag: BagReader, topics: dict[str, str], options: ReplayOptions,
              publish: Callable[[str, bytes, int], None],
              clock: Callable[[int], None] | None = None,
              now: Callable[[], float] = time.monotonic,
-             sleep: Callable[[float], None] = time.sleep) -> int:
+             sleep: Callable[[float], None] = time.sleep,
+             wall_ns: Callable[[], int] = time.time_ns,
+             restamped: Callable[[Restamp], None] | None = None) -> int:
     """Publish ``topics`` of ``bag`` in bag-time order at the recorded rate.
 
     ``publish(topic, cdr_bytes, bag_time_ns)`` sends one message; ``clock(bag_time_ns)``, when
     given, is called before every message and every ``1 / options.clock_hz`` s while waiting.
     Message k of a pass is sent at ``pass_start + (t_k - t_0) / rate`` (``t_0`` = bag start +
-    offset), so delays do not accumulate. Returns the number of messages published.
+    offset), so delays do not accumulate. With ``options.restamp`` header stamps go through
+    one ``Restamp`` per pass (origin: the first header, at ``wall_ns()`` when it is sent),
+    handed to ``restamped`` when it is fixed. Returns the number of messages published.
     """
     typestore = get_typestore(OUTPUT_TYPESTORE)
     for topic, msgtype in topics.items():
         check_ros2_layout(bag, topic, msgtype, typestore)
+    stamped = {t for t, msgtype in topics.items() if options.restamp and has_header(
+        typestore if bag.is_ros1 else bag.typestore, msgtype)}
     origin = bag.start_time + int(options.start_offset * 1e9)
     tick = 1.0 / options.clock_hz if clock is not None and options.clock_hz > 0 else None
     published = 0
@@ -93,13 +166,20 @@ def playback(bag: BagReader, topics: dict[str, str], options: ReplayOptions,
     while options.loops is None or passes < options.loops:
         pass_start = now()
         sent_this_pass = 0
+        stamp_map: Restamp | None = None
         for message in bag.messages(list(topics), start=origin):
             due = pass_start + (message.timestamp - origin) / 1e9 / options.rate
             _wait(due, origin, pass_start, options.rate, clock, tick, now, sleep)
             if clock is not None:
                 clock(message.timestamp)
-            publish(message.topic, bytes(to_ros2_cdr(bag, message, typestore)),
-                    message.timestamp)
+            data = bytes(to_ros2_cdr(bag, message, typestore))
+            if message.topic in stamped:
+                if stamp_map is None:
+                    stamp_map = Restamp(header_stamp(data), wall_ns(), options.rate)
+                    if restamped is not None:
+                        restamped(stamp_map)
+                data = with_stamp(data, stamp_map.published(header_stamp(data)))
+            publish(message.topic, data, message.timestamp)
             sent_this_pass += 1
         if sent_this_pass == 0:
             raise BagError(f"{bag.path}: no messages on {sorted(topics)} after the start "
@@ -154,14 +234,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="SECONDS",
                         help="skip the first SECONDS of the bag")
     parser.add_argument("--clock", type=float, default=0.0, metavar="HZ", nargs="?", const=100.0,
-                        help="publish /clock in bag time (at HZ while waiting, default 100)")
+                        help="publish /clock in bag time (at HZ while waiting, default 100) and "
+                        "the recorded header stamps, for nodes with use_sim_time:=true")
+    parser.add_argument("--keep-stamps", action="store_true",
+                        help="publish the recorded header stamps (default: restamped to now, "
+                        "published = recorded + D ns per pass, D printed)")
     parser.add_argument("--qos-depth", type=int, default=10, help="publisher queue depth")
     parser.add_argument("--best-effort", action="store_true",
                         help="best-effort publishers (default: reliable, which also reaches "
                         "best-effort subscribers)")
-    parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--wait-for-subscribers", type=float, default=5.0, metavar="SECONDS",
                         help="before starting, wait up to SECONDS until every publisher has a "
-                        "subscriber")
+                        "subscriber, so that discovery does not cost the first messages "
+                        "(default 5; 0: start at once)")
 
 
 def _publishers(node, topics: dict[str, str], explicit: bool, qos) -> dict:
@@ -200,7 +285,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = ReplayOptions(rate=args.rate, loops=None if args.loop else 1,
                                 topics=tuple(args.topics), start_offset=args.start_offset,
-                                clock_hz=args.clock or 0.0)
+                                clock_hz=args.clock or 0.0,
+                                restamp=not (args.keep_stamps or args.clock))
     except ValueError as exc:
         print(f"dudes replay: error: {exc}", file=sys.stderr)
         return 2
@@ -225,9 +311,13 @@ def run(args: argparse.Namespace) -> int:
 
             LOG.info("replaying %d topic(s) from %s at rate %g", len(topics), args.bag,
                      options.rate)
+            def restamped(stamp_map: Restamp) -> None:
+                print(f"header stamps restamped to now: {stamp_map.describe()} "
+                      "(--keep-stamps or --clock: as recorded)", flush=True)
+
             count = playback(bag, topics, options,
                              lambda topic, data, _: publishers[topic].publish(data),
-                             clock if clock_pub is not None else None)
+                             clock if clock_pub is not None else None, restamped=restamped)
         time.sleep(0.2)  # let the last messages leave before the node goes away
         print(f"published {count} messages")
         node.destroy_node()

@@ -9,12 +9,17 @@ waits on the subscription with an rcl wait set and takes the message itself had 
 message of every camera straight from them. The wait set comes from rclpy's C extension, the
 same one ``rclpy.wait_for_message`` uses; no public rclpy class offers a wait set.
 
+Each taken message's arrival is the middleware's reception time, carried over to the steady
+clock (``Taken.arrived_ns``), so the node's latency figures count the time a frame waited for
+the worker and do not depend on header stamps or on the ROS clock (sim time during a replay).
+
 Frames the worker never saw (replaced in the subscription's ``qos.depth`` queue before it took
 one, or lost on the way) are counted from gaps in each publisher's sequence numbers.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +48,7 @@ class Taken:
     """What one ``Intake.take_latest`` call found."""
 
     messages: dict[str, Any] = field(default_factory=dict)  # camera -> its newest message
+    arrived_ns: dict[str, int] = field(default_factory=dict)  # camera -> its arrival, steady ns
     arrived: int = 0  # messages taken plus frames known missed (sequence gaps)
     superseded: int = 0  # of those, the ones not returned: an older message or a gap
 
@@ -77,6 +83,7 @@ class Intake:
                 taken.arrived += 1 + missed
                 taken.superseded += missed + (camera in taken.messages)
                 taken.messages[camera] = message
+                taken.arrived_ns[camera] = _arrival_steady_ns(info)
         return taken
 
     def wake(self) -> None:
@@ -99,3 +106,13 @@ class Intake:
         if previous is None or previous[0] != gid or seq <= previous[1]:
             return 0
         return seq - previous[1] - 1
+
+
+def _arrival_steady_ns(info: dict[str, Any]) -> int:
+    """Steady-clock time at which the middleware received the message: now, minus how long
+    it has waited since rmw's ``received_timestamp`` (system clock); now when rmw gives none."""
+    steady, system = time.monotonic_ns(), time.time_ns()
+    received = info.get("received_timestamp")
+    if not isinstance(received, int) or received <= 0:
+        return steady
+    return steady - max(0, system - received)

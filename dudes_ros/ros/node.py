@@ -1,11 +1,11 @@
 """``dudes_node``: the lifecycle node, a thin adapter between ROS topics and ``PerceptionCore``.
 
-Threads: the executor thread runs the diagnostics timer, the lifecycle services and the
-parameter callbacks; one worker thread waits on the image subscriptions itself (``Intake``:
-rclpy's executor would add about 2 ms per frame), takes the newest frame of every camera,
-converts, infers (one batch per resolution) and publishes. Nothing queues: a frame that
-arrives before the previous one was taken is replaced in the subscription's ``qos.depth``
-queue and counted as superseded.
+Threads: the executor thread runs the diagnostics timer (steady clock, in every lifecycle
+state), the lifecycle services and the parameter callbacks; one worker thread waits on the
+image subscriptions itself (``Intake``: rclpy's executor would add about 2 ms per frame), takes
+the newest frame of every camera, converts, infers (one batch per resolution) and publishes.
+Nothing queues: a frame that arrives before the previous one was taken is replaced in the
+subscription's ``qos.depth`` queue and counted as superseded.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -48,6 +49,14 @@ from dudes_ros.ros.outputs import (
 _MSG_CLASSES = {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}  # OUTPUT_TOPICS
 _LEVEL = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
           "error": DiagnosticStatus.ERROR}
+# The /diagnostics level judges the outcomes of the last LEVEL_WINDOW frames the worker took
+# (about 1 s of a 30 Hz camera), so one bad frame does not leave the node at WARN for good;
+# the totals since start are reported as values.
+LEVEL_WINDOW = 30
+OUTCOMES = ("processed", "dropped_stale", "rejected", "errors")  # of one taken frame
+_STALE_HINT = ("a recording played with its original stamps? `dudes replay` restamps to now "
+               "by default; with `--clock` run the node with use_sim_time:=true; "
+               "max_input_age:=0.0 turns the check off")
 
 
 def topic(camera: str, name: str) -> str:
@@ -60,15 +69,23 @@ def _stamp_ns(header: Any) -> int:
 
 
 class Stats:
-    """Counters and latency windows (last ``window`` frames) shared by worker and timer."""
+    """Counters since start, latency windows (last ``window`` frames) and the outcomes of the
+    last ``level_window`` taken frames (``OUTCOMES``), shared by worker and timer.
 
-    def __init__(self, window: int = 300) -> None:
+    Latencies (ms): ``inference`` is the predict call; ``node_latency`` runs from the frame's
+    arrival in the node to its last output published and ``node_overhead`` is that minus
+    inference (both steady clock, so they mean the same for live and recorded data);
+    ``header_age`` is the node clock when the worker took the frame minus its header stamp.
+    """
+
+    def __init__(self, window: int = 300, level_window: int = LEVEL_WINDOW) -> None:
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.windows: dict[str, deque[float]] = {
-            k: deque(maxlen=window) for k in ("inference_ms", "end_to_end_ms", "input_age_ms",
-                                              "overhead_ms", "alarm")}
+            k: deque(maxlen=window) for k in ("inference_ms", "node_latency_ms",
+                                              "node_overhead_ms", "header_age_ms", "alarm")}
+        self.recent: deque[str] = deque(maxlen=level_window)
 
     def add(self, **values: float) -> None:
         with self.lock:
@@ -78,11 +95,19 @@ class Stats:
     def count(self, key: str, n: int = 1) -> None:
         with self.lock:
             self.counts[key] += n
+            if key in OUTCOMES:
+                self.recent.extend([key] * n)
 
     def reject(self, reason: str) -> None:
         with self.lock:
             self.counts["rejected"] += 1
             self.rejected[reason] += 1
+            self.recent.append("rejected")
+
+    def recent_outcomes(self) -> tuple[int, Counter[str]]:
+        """(frames in the level window, their outcomes)."""
+        with self.lock:
+            return len(self.recent), Counter(self.recent)
 
     def summary(self) -> list[tuple[str, str]]:
         with self.lock:
@@ -90,7 +115,10 @@ class Stats:
                    ("in", "processed", "dropped_stale", "dropped_superseded", "rejected",
                     "errors")]
             out += [(f"rejected_{k}", str(v)) for k, v in sorted(self.rejected.items())]
-            for key in ("inference_ms", "end_to_end_ms", "overhead_ms", "input_age_ms"):
+            recent = Counter(self.recent)
+            out.append(("recent_frames", str(len(self.recent))))
+            out += [(f"recent_{k}", str(recent[k])) for k in OUTCOMES]
+            for key in ("inference_ms", "node_latency_ms", "node_overhead_ms", "header_age_ms"):
                 values = np.asarray(self.windows[key])
                 for q in (50, 95):
                     text = f"{np.percentile(values, q):.2f}" if values.size else "nan"
@@ -120,14 +148,20 @@ class DudesNode(Node):
         self._typestore = get_typestore(OUTPUT_TYPESTORE)
         self._cameras: dict[str, _Camera] = {}
         self._image_subscriptions: dict[str, Any] = {}
-        self._diagnostics_pub = None
-        self._diagnostics_timer = None
         self._intake: Intake | None = None
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_log: dict[str, float] = {}
         self._active = False
+        self._lifecycle_state = "unconfigured"
+        self._failure: str | None = None  # why the last configure/activate failed
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # /diagnostics exists in every lifecycle state (a monitor tells a node that failed to
+        # configure from one that is not there) and runs on the steady clock, so it keeps
+        # going under use_sim_time when /clock stops.
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = None
+        self._start_diagnostics(self._initial_diagnostics_period())
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -138,7 +172,9 @@ class DudesNode(Node):
         except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
+            self._failure = f"configure failed: {exc}"
             return TransitionCallbackReturn.FAILURE
+        self._failure = None
         output_qos = self._qos(self.config.qos_output_reliability, self.config.qos_output_depth)
         for camera in self.config.camera_names:
             pubs = {name: CdrPublisher(self.create_lifecycle_publisher(
@@ -146,9 +182,8 @@ class DudesNode(Node):
                         self._typestore, msgtype)
                     for name, msgtype in OUTPUT_TOPICS.items()}
             self._cameras[camera] = _Camera(pubs)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diagnostics_timer = self.create_timer(self.config.diagnostics_period,
-                                                    self._publish_diagnostics)
+        self._start_diagnostics(self.config.diagnostics_period)
+        self._lifecycle_state = "inactive"
         self.get_logger().info(
             f"configured: cameras {self.config.camera_names}, backend "
             f"{self.core.predictor.backend}, OOD {self.core.ood}")
@@ -160,7 +195,9 @@ class DudesNode(Node):
                 self._load_model()
             except Exception as exc:  # noqa: BLE001 - stay inactive, say why
                 self.get_logger().error(f"activate failed reloading the model: {exc}")
+                self._failure = f"activate failed reloading the model: {exc}"
                 return TransitionCallbackReturn.FAILURE
+        self._failure = None
         qos = self._qos(self.config.qos_reliability, self.config.qos_depth)
         worker_owned = WorkerOwned()
         for camera in self.config.camera_names:
@@ -177,23 +214,29 @@ class DudesNode(Node):
         self._worker = threading.Thread(target=self._work, name="dudes_worker", daemon=True)
         self._worker.start()
         self._active = True
+        self._lifecycle_state = "active"
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._stop_streaming()
         self._close_predictor()  # frees GPU memory; activate loads the model again
+        self._lifecycle_state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self._release()
+        self._lifecycle_state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._release()
+        self._lifecycle_state = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
         self._release()
+        self._lifecycle_state = "unconfigured"
+        self._failure = self._failure or "a transition raised an error; see the node's log"
         return TransitionCallbackReturn.SUCCESS
 
     # --- setup and teardown ----------------------------------------------------------------
@@ -250,12 +293,24 @@ class DudesNode(Node):
             for pub in camera.publishers.values():
                 self.destroy_lifecycle_publisher(pub.publisher)
         self._cameras = {}
-        if self._diagnostics_timer is not None:
-            self.destroy_timer(self._diagnostics_timer)
-        if self._diagnostics_pub is not None:
-            self.destroy_publisher(self._diagnostics_pub)
-        self._diagnostics_timer = self._diagnostics_pub = None
         self.config = None
+
+    def _initial_diagnostics_period(self) -> float:
+        """The declared ``diagnostics_period``, or its default while the value is invalid
+        (configure then fails naming it, and /diagnostics reports that)."""
+        value = self.get_parameter("diagnostics_period").value
+        if params.validate("diagnostics_period", value) is None:
+            return float(value)
+        return float(params.BY_NAME["diagnostics_period"].default)
+
+    def _start_diagnostics(self, period: float) -> None:
+        timer = self._diagnostics_timer
+        if timer is not None and abs(timer.timer_period_ns - period * 1e9) < 1:
+            return
+        if timer is not None:
+            self.destroy_timer(timer)
+        self._diagnostics_timer = self.create_timer(
+            period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # --- parameters ------------------------------------------------------------------------
 
@@ -306,7 +361,7 @@ class DudesNode(Node):
 
     def _step(self, taken: Taken) -> None:
         config, core = self.config, self.core
-        now_ns = self.get_clock().now().nanoseconds
+        now_ns = self.get_clock().now().nanoseconds  # node clock: sim time under use_sim_time
         frames, headers, ages = {}, {}, {}
         msgtype = COMPRESSED_IMAGE if config.transport == "compressed" else IMAGE
         for camera, raw in taken.messages.items():
@@ -321,6 +376,10 @@ class DudesNode(Node):
             age = (now_ns - stamp) * 1e-9 if stamp else math.nan
             if config.max_input_age > 0 and age > config.max_input_age:
                 self.stats.count("dropped_stale")
+                self._log_throttled("stale", f"camera {camera!r}: dropped a frame whose header "
+                                    f"stamp is {age:.3f} s old (frame_id "
+                                    f"{msg.header.frame_id!r}): older than max_input_age "
+                                    f"{config.max_input_age} s. {_STALE_HINT}")
                 continue
             try:
                 if msgtype == COMPRESSED_IMAGE:
@@ -344,13 +403,11 @@ class DudesNode(Node):
         results = core.process(frames)
         for camera, result in results.items():
             self._publish(camera, headers[camera], result)
-            done_ns = self.get_clock().now().nanoseconds
-            end_to_end = (done_ns - _stamp_ns(headers[camera])) * 1e-6
+            latency = (time.monotonic_ns() - taken.arrived_ns[camera]) * 1e-6
             self.stats.count("processed")
-            self.stats.add(inference_ms=result.inference_ms, input_age_ms=ages[camera] * 1e3,
-                           end_to_end_ms=end_to_end,
-                           overhead_ms=end_to_end - result.inference_ms,
-                           alarm=float(result.alarm))
+            self.stats.add(inference_ms=result.inference_ms, node_latency_ms=latency,
+                           node_overhead_ms=latency - result.inference_ms,
+                           header_age_ms=ages[camera] * 1e3, alarm=float(result.alarm))
 
     def _publish(self, camera: str, header: Any, result: FrameResult) -> None:
         """Every output of one frame, built with ``OutputBuilder`` (as ``process-bag`` builds
@@ -359,7 +416,7 @@ class DudesNode(Node):
         pubs = self._cameras[camera].publishers
         colors = frozenset(name for name in COLOR_TOPICS
                            if pubs[name].publisher.get_subscription_count() > 0)
-        builder = OutputBuilder(self._typestore, self.core.ood, colors,
+        builder = OutputBuilder(self._typestore, colors,
                                 node_name=self.get_fully_qualified_name())
         for name, _, message in builder.messages(header, camera or "camera", result):
             pubs[name].publish(message)
@@ -376,7 +433,9 @@ class DudesNode(Node):
 
     def _publish_diagnostics(self) -> None:
         core = self.core
-        values = [("state", "active" if self._active else "inactive")]
+        values = [("state", self._lifecycle_state)]
+        if self._failure:
+            values.append(("error", self._failure))
         if core is not None:
             values += [(f"model_{k}" if k != "backend" else k, str(v))
                        for k, v in core.predictor.provenance().items()]
@@ -386,20 +445,33 @@ class DudesNode(Node):
         if self._cameras:  # "rcl", or "rclpy" where librcl could not be called (CdrPublisher)
             values.append(("outputs_published_via",
                            next(iter(self._cameras.values())).publishers["ood"].via))
-        summary = self.stats.summary()
-        values += summary
-        counts = dict(summary)
-        problems = int(counts["frames_rejected"]) + int(counts["frames_errors"])
-        level = "warn" if problems or not self._active else "ok"
+        values += self.stats.summary()
+        level, message = self._health()
         status = DiagnosticStatus(
             level=_LEVEL[level], name=f"{self.get_fully_qualified_name()}: inference",
             hardware_id=",".join(self.config.camera_names) if self.config else "",
-            message="streaming" if level == "ok" else "inactive" if not self._active
-            else "frames rejected or failed (see values)",
-            values=[KeyValue(key=k, value=v) for k, v in values])
+            message=message, values=[KeyValue(key=k, value=v) for k, v in values])
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(msg)
+
+    def _health(self) -> tuple[str, str]:
+        """Level and message: ERROR after a failed transition (with the reason), WARN while
+        not active, or while the last ``LEVEL_WINDOW`` frames hold a rejected or failed one or
+        are mostly dropped as stale; else OK."""
+        if self._failure:
+            return "error", self._failure
+        if self._lifecycle_state != "active":
+            return "warn", self._lifecycle_state
+        n, recent = self.stats.recent_outcomes()
+        if recent["rejected"] or recent["errors"]:
+            return "warn", (f"{recent['rejected']} rejected and {recent['errors']} failed of "
+                            f"the last {n} frames (see values)")
+        if recent["dropped_stale"] * 2 > n:
+            limit = self.config.max_input_age if self.config else math.nan
+            return "warn", (f"{recent['dropped_stale']} of the last {n} frames dropped as "
+                            f"stale (header stamp older than max_input_age {limit} s)")
+        return "ok", "streaming"
 
 
 def _bundled_model() -> Path:

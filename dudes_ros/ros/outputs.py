@@ -21,7 +21,7 @@ from rosbags.typesys.store import Typestore
 
 from dudes_ros.bag.reader import IMAGE
 from dudes_ros.labels import colorize
-from dudes_ros.perception import FrameResult, OodConfig
+from dudes_ros.perception import FrameResult
 from dudes_ros.ros.conversions import array_to_image_fields
 
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
@@ -54,19 +54,23 @@ def heat_map(uncertainty: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
 
-def ood_level(result: FrameResult, ood: OodConfig) -> int:
-    """ERROR while the debounced alarm is raised, WARN for a frame over threshold, else OK."""
+def ood_level(result: FrameResult) -> int:
+    """ERROR while the debounced alarm is raised, WARN for a frame over threshold, else OK
+    (against the thresholds the frame was scored with)."""
     if result.alarm:
         return ERROR
-    return WARN if result.ood_score > ood.frame_threshold else OK
+    return WARN if result.ood_score > result.ood.frame_threshold else OK
 
 
-def ood_values(result: FrameResult, ood: OodConfig) -> dict[str, str]:
-    """Key/value pairs of the ``ood`` diagnostic status (the node's keys, in its order)."""
+def ood_values(result: FrameResult) -> dict[str, str]:
+    """Key/value pairs of the ``ood`` diagnostic status (the node's keys, in its order);
+    ``score`` and ``uncertain_fraction`` are both the frame OOD score (the DESIGN's "frame OOD
+    score" and "uncertain-pixel fraction" are one number here)."""
+    ood = result.ood
     return {
         "score": f"{result.ood_score:.6f}",
         "threshold": f"{ood.frame_threshold:.6f}",
-        "uncertain_fraction": f"{result.uncertain_fraction:.6f}",
+        "uncertain_fraction": f"{result.ood_score:.6f}",
         "alarm": str(result.alarm).lower(),
         "pixel_threshold": f"{ood.pixel_threshold:.6f}",
     }
@@ -76,10 +80,9 @@ def ood_values(result: FrameResult, ood: OodConfig) -> dict[str, str]:
 class OutputBuilder:
     """Builds the output messages of one frame with the types of ``typestore``; ``colors``
     names the colour topics (``COLOR_TOPICS``) to build, ``node_name`` prefixes the ``ood``
-    status name."""
+    status name. Thresholds in the ``ood`` message are the frame's own (``FrameResult.ood``)."""
 
     typestore: Typestore
-    ood: OodConfig
     colors: frozenset[str] = frozenset()
     node_name: str = NODE_NAME
 
@@ -121,10 +124,10 @@ class OutputBuilder:
             yield ("uncertainty/color", IMAGE,
                    self._image(header, heat_map(result.uncertainty), "rgb8"))
         yield "confidence", IMAGE, self._image(header, result.confidence, "mono8")
-        level = ood_level(result, self.ood)
+        level = ood_level(result)
         text = {OK: "in distribution", WARN: "frame over OOD threshold", ERROR: "OOD alarm"}
         values = [types["diagnostic_msgs/msg/KeyValue"](key=k, value=v)
-                  for k, v in ood_values(result, self.ood).items()]
+                  for k, v in ood_values(result).items()]
         status = types["diagnostic_msgs/msg/DiagnosticStatus"](
             level=level, name=f"{self.node_name}: ood", message=text[level],
             hardware_id=camera, values=values)

@@ -111,7 +111,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               _choice(*RELIABILITIES)),
     ParamSpec("qos.output_depth", 1, "history depth of the output publishers", _at_least(1)),
     ParamSpec("max_input_age", 0.5, "seconds; frames whose header stamp is older than this "
-              "(node clock) when the worker takes them are dropped and counted; 0 = never",
+              "(node clock: bag time under use_sim_time) when the worker takes them are "
+              "dropped, counted and logged; 0 = never",
               _at_least(0.0), runtime=True),
     ParamSpec("max_pixels", 4096 * 4096, "largest accepted width*height; bigger claims are "
               "rejected before any allocation", _at_least(1)),
