@@ -59,7 +59,7 @@ def measure(predictor, cameras: int, size: tuple[int, int], frames: int) -> dict
     rows = {"inference": [], "host": [], "host_colour": []}
     for i in range(frames + 5):
         for colours, key in ((frozenset(), "host"), (COLOR_TOPICS, "host_colour")):
-            builder = OutputBuilder(store, OOD, colours)
+            builder = OutputBuilder(store, colours)
             spent.clear()
             start = time.perf_counter()
             results = core.process({n: images[j] for j, n in enumerate(names)})
