@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from dudes_ros.argtypes import image_size
 from dudes_ros.export.engine_cache import PRECISIONS
 
 
@@ -16,8 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--max-batch", type=int, default=1,
                         help="largest batch (number of cameras) the engine accepts")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="camera image size (default: the network input size)")
+    parser.add_argument("--image-size", type=image_size, metavar="HxW", default=None,
+                        help="camera image size, e.g. 480x640 (default: the network input "
+                             "size)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="engine cache folder (default: cache/ beside the ONNX)")
     parser.add_argument("--calibration-folder", type=Path, default=None,
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         _, outcome, _, key = load_engine(
             args.onnx, precision=args.precision, max_batch=args.max_batch,
-            image_size=tuple(args.image_size) if args.image_size else None,
+            image_size=args.image_size,
             cache_dir=args.cache_dir, calibration_folder=args.calibration_folder,
             workspace_gib=args.workspace_gib, progress=TqdmProgress())
     except (OSError, ValueError) as exc:
