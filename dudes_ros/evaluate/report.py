@@ -159,9 +159,10 @@ def _pavpu_note(results: dict) -> str:
         return ("The student has no operating threshold here (none given, none in the model's "
                 "manifest: run `dudes calibrate` on the deployed model first), so every "
                 "method's PAvPU is at its own PAvPU-optimal threshold (in brackets).")
+    others = ("; the other methods' at their own PAvPU-optimal threshold (in brackets)"
+              if len(results["methods"]) > 1 else "")
     return (f"The student's PAvPU is at its operating pixel threshold {point['pixel']:.4g} "
-            f"({point['pixel_source']}); the other methods' at their own "
-            "PAvPU-optimal threshold (in brackets).")
+            f"({point['pixel_source']}){others}.")
 
 
 def _markdown(results: dict, plots: dict[str, str]) -> str:

@@ -34,6 +34,7 @@ from dudes_ros.errors import DudesError
 from dudes_ros.model.student import SegmentationNet
 
 FORMAT = "dudes_ros.checkpoint/1"
+EXPECTED = "expected a .pt file written by dudes train-teacher or train-student"
 ZIP_MAGIC = b"PK\x03\x04"
 """How every ``torch.save`` file (a zip archive since PyTorch 1.6) begins."""
 ROLES = ("member", "student")
@@ -137,15 +138,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """The raw checkpoint dict, validated for format and label table."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist; {EXPECTED}")
     # torch.load does not verify the archive's CRC-32s: flipped weight bytes would load silently
     try:
         with zipfile.ZipFile(path) as archive:
             bad_record = archive.testzip()
     except (zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(f"checkpoint {path} cannot be read: {_unreadable(path, exc)}; "
-                              "expected a .pt file written by dudes train-teacher or "
-                              "train-student") from exc
+                              f"{EXPECTED}") from exc
     if bad_record is not None:
         raise CheckpointError(f"checkpoint {path} is corrupt: record {bad_record} fails its "
                               "CRC-32 check")
