@@ -263,3 +263,27 @@ def test_examples_plot_shares_the_uncertainty_scale(monkeypatch, tmp_path) -> No
         "error: wrong", "error: right", "error: void, not scored"]
     assert [tuple(p.get_facecolor()[:3]) for p in legend.get_patches()] == [
         (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (0.5, 0.5, 0.5)]
+
+
+def test_evaluate_and_calibrate_default_to_the_bundled_model(data_root, tmp_path,
+                                                             capsys) -> None:
+    from dudes_ros.export.manifest import load_manifest, manifest_path
+    from dudes_ros.resources import bundled_model
+
+    bundled = bundled_model()
+    before = manifest_path(bundled).read_bytes()
+    report = tmp_path / "report"
+    assert cli.main(["evaluate", "--data", str(data_root), "--limit", "2", "--device", "cpu",
+                     "--backend", "onnxruntime", "--examples", "0",
+                     "--report", str(report)]) == 0
+    results = json.loads((report / "metrics.json").read_text())
+    ood = load_manifest(bundled)["ood"]
+    assert results["data"]["student"] == f"deployed model {bundled} (onnxruntime backend)"
+    assert results["operating_point"]["pixel"] == ood["pixel_threshold"]
+    assert set(results["models"]) == {"student"}  # no teacher or member checkpoints given
+    capsys.readouterr()
+    assert cli.main(["calibrate", "--data", str(data_root), "--limit", str(LIMIT),
+                     "--false-alarm-rate", "0.5", "--backend", "onnxruntime", "--device",
+                     "cpu", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("pixel threshold ")
+    assert manifest_path(bundled).read_bytes() == before  # --dry-run wrote nothing
