@@ -3,6 +3,11 @@
 Subcommands live in their own modules and are imported only when run, so ``dudes --help``
 stays fast and a missing optional dependency (torch, say) only affects the commands that need
 it. Each module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Errors the user can fix (``dudes_ros.errors.DudesError``: configuration, data, checkpoints,
+manifests, options) end the command with one line ``dudes <command>: <message>`` on stderr and
+exit status 2; ``-v``/``--verbose`` (before or after the command name) adds the traceback.
+Anything else is a bug and keeps Python's traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
+
+from dudes_ros.errors import DudesError
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -35,18 +43,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def image_size(text: str) -> tuple[int, int]:
-    """argparse type for ``HEIGHTxWIDTH`` (e.g. ``256x512``), both sides >= 16 pixels."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size {text!r}: expected HEIGHTxWIDTH, e.g. 256x512") from None
-    if h < 16 or w < 16:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected both sides >= 16 pixels")
-    return h, w
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dudes",
@@ -68,15 +64,29 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(known._module)
     sub_parser = argparse.ArgumentParser(prog=f"dudes {known.command}",
                                          description=SUBCOMMANDS[known.command][1])
+    sub_parser.add_argument("-v", "--verbose", action="store_true",
+                            help="debug logging, and the traceback of an error")
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(argv[argv.index(known.command) + 1:])
-    logging.basicConfig(level=logging.DEBUG if known.verbose else logging.INFO,
+    verbose = known.verbose or args.verbose
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"dudes {known.command}: interrupted", file=sys.stderr)
         return 130
+    except DudesError as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"dudes {known.command}: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (a multi-line message's lines joined by "; ")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from dudes_ros.errors import DudesError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(DudesError, ValueError):
     """A configuration value is missing, unknown or invalid; the message names the key."""
 
 
@@ -97,7 +99,13 @@ def _from_mapping(cls: type[T], data: Any, where: str) -> T:
             kwargs[name] = _coerce(hints[name], data[name], key)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key}: required setting is missing")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        # A dataclass's own checks name its fields; put them under where it was nested.
+        if not where or str(exc).startswith(f"{where}."):
+            raise
+        raise ConfigError(f"{where}.{exc}") from exc
 
 
 def load_config(cls: type[T], source: dict | str | Path | None = None, where: str = "") -> T:
@@ -110,7 +118,10 @@ def load_config(cls: type[T], source: dict | str | Path | None = None, where: st
             source = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        where = where or ""
+        try:
+            return _from_mapping(cls, source, where)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
     return _from_mapping(cls, source, where)
 
 

@@ -63,28 +63,61 @@ def test_overwrite_is_atomic_and_failed_save_keeps_previous(tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
-def test_other_architecture_refused_with_both_configs(tmp_path) -> None:
+def test_other_architecture_refused_naming_file_and_fields(tmp_path) -> None:
     path = save_checkpoint(tmp_path / "m.pt", make(MEMBER, 0), role="member", metadata={})
     other = dataclasses.replace(MEMBER, encoder="resnet34", decoder_channels=16)
     with pytest.raises(CheckpointError) as err:
         load_model(path, expected=other)
-    text = str(err.value)
-    assert "['encoder', 'decoder_channels']" in text
-    assert "'encoder': 'resnet18'" in text and "'encoder': 'resnet34'" in text
-    assert "'decoder_channels': 8" in text and "'decoder_channels': 16" in text
+    assert str(err.value) == (
+        f"checkpoint {path} has another architecture than the network expected here: "
+        "encoder 'resnet18' instead of 'resnet34', decoder_channels 8 instead of 16")
     # Same architecture with another input size / normalisation source is fine.
     load_model(path, expected=dataclasses.replace(MEMBER, input_size=(128, 256)))
 
 
-def test_not_a_checkpoint_and_missing_file(tmp_path) -> None:
+def test_not_a_checkpoint_truncated_empty_and_missing_file(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         load_model(tmp_path / "nope.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a dudes_ros checkpoint"):
         load_model(tmp_path / "other.pt")
+    expected = "expected a .pt file written by dudes train-teacher or train-student"
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError) as err:
         load_model(tmp_path / "junk.pt")
+    assert str(err.value) == (f"checkpoint {tmp_path / 'junk.pt'} cannot be read: it is not a "
+                              f"PyTorch checkpoint (no zip archive); {expected}")
+    good = save_checkpoint(tmp_path / "m.pt", make(MEMBER, 0), role="member", metadata={})
+    data = good.read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError) as err:
+        load_model(tmp_path / "half.pt")
+    assert str(err.value).startswith(
+        f"checkpoint {tmp_path / 'half.pt'} cannot be read: the file is truncated or damaged (")
+    assert str(err.value).endswith(expected)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="cannot be read: the file is empty"):
+        load_model(tmp_path / "empty.pt")
+
+
+def test_checkpoints_are_written_0644_like_manifests(tmp_path) -> None:
+    import os
+    import stat
+
+    from dudes_ros.export.manifest import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "m.pt", make(MEMBER, 0), role="member", metadata={})
+        atomic_write_bytes(tmp_path / "manifest.json", b"{}")
+        os.umask(0o027)
+        group_only = save_checkpoint(tmp_path / "g.pt", make(MEMBER, 0), role="member",
+                                     metadata={})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "manifest.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE(group_only.stat().st_mode) == 0o640  # the umask is honoured
 
 
 def test_corrupted_weights_refused(tmp_path) -> None:
@@ -113,15 +146,35 @@ def test_ensemble_matches_reference_statistics(tmp_path) -> None:
     expected = ensemble_statistics(reference.softmax(dim=2))
     assert torch.equal(stats.target_std, expected.target_std)
     assert torch.equal(stats.prediction, expected.prediction)
-    assert float(stats.target_std.max()) <= 0.5
+    assert float(stats.target_std.max()) <= 0.5 * math.sqrt(3 / 2)  # 3 members, Bessel
 
 
 def test_ensemble_refuses_mixed_architectures_and_empty_globs(tmp_path) -> None:
     wide = dataclasses.replace(MEMBER, decoder_channels=16)
-    with pytest.raises(CheckpointError, match="ensemble member 1 has a different architecture"):
-        Ensemble([make(MEMBER, 0), make(wide, 1)])
+    with pytest.raises(CheckpointError) as err:
+        Ensemble([make(MEMBER, 0), make(wide, 1)], names=["a.pt", "b.pt"])
+    assert str(err.value) == ("b.pt has another architecture than a.pt: decoder_channels 16 "
+                              "instead of 8")
     with pytest.raises(CheckpointError, match="no member checkpoints match"):
         load_ensemble(str(tmp_path / "member-*" / "best.pt"))
+
+
+def test_ensemble_refuses_students_and_a_single_member(tmp_path) -> None:
+    members = [save_checkpoint(tmp_path / f"m{i}.pt", make(MEMBER, i), role="member",
+                               metadata={}) for i in range(2)]
+    student = save_checkpoint(tmp_path / "s.pt", make(TINY, 5), role="student", metadata={})
+    for paths in ([student], [members[0], student, members[1]]):
+        with pytest.raises(CheckpointError) as err:
+            load_ensemble(paths)
+        assert str(err.value) == (f"teacher member {student} is a 'student' checkpoint; teacher "
+                                  "members are 'member' checkpoints from dudes train-teacher")
+    with pytest.raises(CheckpointError) as err:
+        load_ensemble([members[0]])
+    assert str(err.value) == ("a teacher needs at least 2 members (u_T is the std over members "
+                              f"of p(predicted class)), got 1: teacher member {members[0]}")
+    with pytest.raises(CheckpointError, match="s.pt is a student"):  # built without checkpoints
+        Ensemble([make(MEMBER, 0), make(TINY, 1)], names=["m.pt", "s.pt"])
+    assert len(load_ensemble(members)) == 2
 
 
 def test_uncertainty_head_starts_at_the_prior() -> None:

@@ -81,7 +81,7 @@ def test_evaluate_report_end_to_end(data_root, checkpoints, tmp_path) -> None:
     rc = cli.main(["evaluate", "--data", str(data_root), "--split", "val",
                    "--student", str(checkpoints["student"]),
                    "--teacher", str(checkpoints["member0"]), str(checkpoints["member1"]),
-                   "--input-size", *map(str, SIZE), "--device", "cpu",
+                   "--input-size", "x".join(map(str, SIZE)), "--device", "cpu",
                    "--limit", str(LIMIT), "--examples", "2", "--report", str(report)])
     assert rc == 0
     for name in ("report.md", "metrics.json", "reliability.png", "removal_curve.png",
@@ -129,6 +129,11 @@ def test_evaluate_report_end_to_end(data_root, checkpoints, tmp_path) -> None:
         assert (report / "anomaly_roc_pr.png").is_file()
     text = (report / "report.md").read_text()
     assert "| student_u | 1 |" in text and "![reliability diagram](reliability.png)" in text
+    # no operating point was given: the report must not claim one
+    assert results["operating_point"]["pixel"] is None
+    assert "operating threshold" not in text.replace("has no operating threshold", "")
+    assert "The student has no operating threshold here" in text
+    assert f"Student: checkpoint {checkpoints['student']}." in text
     curve = results["methods"]["student_u"]["errors"]["removal_curve"]
     assert [p["removed"] for p in curve] == [round(0.1 * i, 1) for i in range(10)]
     assert curve[0]["miou"] == pytest.approx(seg["miou"], abs=1e-9)
@@ -153,7 +158,7 @@ def test_calibrate_writes_manifest(data_root, checkpoints, tmp_path) -> None:
     net, _ = load_model(checkpoints["student"])
     onnx = tmp_path / "student.onnx"
     export_onnx(net, onnx, parity_shapes=[(1, *SIZE)])
-    rc = cli.main(["calibrate", str(onnx), "--data", str(data_root), "--split", "val",
+    rc = cli.main(["calibrate", "--model", str(onnx), "--data", str(data_root), "--split", "val",
                    "--false-alarm-rate", "0.5", "--limit", str(LIMIT), "--backend",
                    "onnxruntime", "--device", "cpu"])
     assert rc == 0
@@ -173,6 +178,61 @@ def test_calibrate_writes_manifest(data_root, checkpoints, tmp_path) -> None:
         ood["false_alarm_rate"], abs=1e-12)
 
 
+def test_evaluate_scores_the_deployed_model_at_its_operating_point(data_root, checkpoints,
+                                                                    tmp_path) -> None:
+    """Without --student, the exported ONNX itself runs (ONNX Runtime), with the thresholds of
+    its manifest; its numbers equal the predictor's own outputs on the same frames."""
+    from dudes_ros.export.manifest import update_ood_calibration
+    from dudes_ros.export.onnx_export import export_onnx
+    from dudes_ros.inference.factory import create_predictor
+    from dudes_ros.model.checkpoint import load_model
+
+    net, _ = load_model(checkpoints["student"])
+    onnx = tmp_path / "student.onnx"
+    export_onnx(net, onnx, parity_shapes=[(1, *SIZE)])
+    update_ood_calibration(onnx, {"pixel_threshold": 0.5, "frame_threshold": 0.25,
+                                  "false_alarm_rate": 0.0})
+    report = tmp_path / "report"
+    assert cli.main(["evaluate", "--data", str(data_root), "--model", str(onnx),
+                     "--backend", "onnxruntime", "--teacher", str(checkpoints["member0"]),
+                     str(checkpoints["member1"]), "--device", "cpu", "--limit", str(LIMIT),
+                     "--examples", "1", "--report", str(report)]) == 0
+    results = json.loads((report / "metrics.json").read_text())
+    student = results["models"]["student"]
+    assert student["ece"] is None and student["reliability"] is None  # no probabilities
+    assert results["models"]["teacher"]["ece"] is not None
+    assert results["input_size"] == list(SIZE)  # the manifest's network input size
+    assert results["operating_point"] == {
+        "pixel": 0.5, "pixel_source": f"from the manifest of {onnx}",
+        "frame": 0.25, "frame_source": f"from the manifest of {onnx}"}
+    dataset = CityscapesDataset(data_root, "val")
+    frames = min(LIMIT, len(dataset))
+    conf = np.zeros((19, 19), np.int64)
+    right_or_uncertain_wrong = 0  # PAvPU's numerator: accurate-certain + inaccurate-uncertain
+    with create_predictor(onnx, backend="onnxruntime", device="cpu") as predictor:
+        for i in range(frames):
+            item = dataset[i]
+            labels, u = predictor.predict(item["image"][None])
+            gt, pred = item["labels"], labels[0].astype(np.int64)
+            v = gt != 255
+            conf += np.bincount(gt[v].astype(int) * 19 + pred[v],
+                                minlength=361).reshape(19, 19)
+            right, uncertain = pred == gt, u[0] > 0.5
+            right_or_uncertain_wrong += int((v & (right != uncertain)).sum())
+    assert student["segmentation"]["pixels"] == int(conf.sum())
+    assert student["segmentation"]["miou"] == pytest.approx(mt.mean_iou(conf), abs=1e-12)
+    pavpu = results["methods"]["student_u"]["errors"]["at_threshold"]
+    assert pavpu["threshold"] == 0.5 and not pavpu["chosen"]
+    assert pavpu["pavpu"] == pytest.approx(right_or_uncertain_wrong / conf.sum(), abs=1e-12)
+    text = (report / "report.md").read_text()
+    assert (f"The student's PAvPU is at its operating pixel threshold 0.5 (from the manifest "
+            f"of {onnx})") in text
+    assert f"Student: deployed model {onnx} (onnxruntime backend)." in text
+    assert "reliability.png" in text  # the teacher's and member's diagrams remain
+    assert results["student_vs_teacher"]["pixels"] == sum(
+        dataset[i]["labels"].size for i in range(frames))
+
+
 def test_examples_plot_shares_the_uncertainty_scale(monkeypatch, tmp_path) -> None:
     from dudes_ros.evaluate import report
 
@@ -183,7 +243,8 @@ def test_examples_plot_shares_the_uncertainty_scale(monkeypatch, tmp_path) -> No
                "u_s": np.full((8, 16), 0.1, np.float32), "u_t": np.full((8, 16), 0.4, np.float32),
                "anomaly": None}
     report.plot_examples([example, {**example, "u_t": None}], tmp_path / "examples.png")
-    rows = np.array(figures[0].axes).reshape(2, 6)
+    fig = figures[0]
+    rows = np.array(fig.axes[:12]).reshape(2, 6)
     # row 1: u_S (max 0.1) is drawn on u_T's scale (max 0.4), so it looks 4x fainter
     for ax in rows[0, 4:]:
         assert ax.images[0].get_clim() == (0, pytest.approx(0.4))
@@ -192,3 +253,37 @@ def test_examples_plot_shares_the_uncertainty_scale(monkeypatch, tmp_path) -> No
     assert rows[1, 4].images[0].get_clim() == (0, pytest.approx(0.1))
     assert not rows[1, 5].images
     assert rows[0, 3].images[0].get_clim() == (0, 1)  # the error map keeps its 0-1 scale
+    # one colour bar per row, on that row's u scale, and a legend for the error panel's greys
+    bars = fig.axes[12:]
+    assert len(bars) == 2 and [b.get_ylabel() for b in bars] == ["uncertainty"] * 2
+    assert bars[0].get_ylim() == pytest.approx((0, 0.4)) and bars[1].get_ylim() == pytest.approx(
+        (0, 0.1))
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "error: wrong", "error: right", "error: void, not scored"]
+    assert [tuple(p.get_facecolor()[:3]) for p in legend.get_patches()] == [
+        (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (0.5, 0.5, 0.5)]
+
+
+def test_evaluate_and_calibrate_default_to_the_bundled_model(data_root, tmp_path,
+                                                             capsys) -> None:
+    from dudes_ros.export.manifest import load_manifest, manifest_path
+    from dudes_ros.resources import bundled_model
+
+    bundled = bundled_model()
+    before = manifest_path(bundled).read_bytes()
+    report = tmp_path / "report"
+    assert cli.main(["evaluate", "--data", str(data_root), "--limit", "2", "--device", "cpu",
+                     "--backend", "onnxruntime", "--examples", "0",
+                     "--report", str(report)]) == 0
+    results = json.loads((report / "metrics.json").read_text())
+    ood = load_manifest(bundled)["ood"]
+    assert results["data"]["student"] == f"deployed model {bundled} (onnxruntime backend)"
+    assert results["operating_point"]["pixel"] == ood["pixel_threshold"]
+    assert set(results["models"]) == {"student"}  # no teacher or member checkpoints given
+    capsys.readouterr()
+    assert cli.main(["calibrate", "--data", str(data_root), "--limit", str(LIMIT),
+                     "--false-alarm-rate", "0.5", "--backend", "onnxruntime", "--device",
+                     "cpu", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("pixel threshold ")
+    assert manifest_path(bundled).read_bytes() == before  # --dry-run wrote nothing

@@ -117,6 +117,31 @@ def test_student_starts_from_a_member(data_root: Path, tmp_path: Path) -> None:
         train_student(bad, members, tmp_path / "bad", device="cpu")
 
 
+def test_student_target_follows_the_recipes_std_correction(data_root: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    from dudes_ros.train import loop
+
+    real_loss, seen = loop.distillation_loss, []
+
+    def recording_loss(model, x, labels, teacher, *rest):
+        seen.append(teacher.statistics(x).target_std)
+        return real_loss(model, x, labels, teacher, *rest)
+
+    recipe = tiny_recipe(data_root, max_steps=1)
+    for i in range(2):
+        train_member(recipe, i, tmp_path, device="cpu")
+    monkeypatch.setattr(loop, "distillation_loss", recording_loss)
+    members = [tmp_path / f"member-{i:02d}" / "best.pt" for i in range(2)]
+    train_student(recipe, members, tmp_path / "bessel", device="cpu")
+    population = dataclasses.replace(recipe, student=dataclasses.replace(
+        recipe.student, target_std_correction=0))
+    train_student(population, members, tmp_path / "population", device="cpu")
+    # same seed, same first crop: with two members Bessel's u_T is sqrt(2) times the other
+    bessel, pop = seen
+    torch.testing.assert_close(bessel, pop * math.sqrt(2), rtol=1e-5, atol=1e-7)
+    assert float(bessel.max()) > 0
+
+
 def test_members_take_their_outlier_class_in_turn(tmp_path: Path, monkeypatch) -> None:
     from dudes_ros.train import loop
 
@@ -185,9 +210,10 @@ def test_resume_with_another_architecture_is_refused(data_root: Path, tmp_path: 
                                                                   decoder_channels=32))
     with pytest.raises(CheckpointError) as err:
         train_member(wider, 0, tmp_path, device="cpu")
-    text = str(err.value)
-    assert "['decoder_channels']" in text
-    assert "'decoder_channels': 16" in text and "'decoder_channels': 32" in text
+    last = tmp_path / "member-00" / "last.pt"
+    assert str(err.value) == (
+        f"resume checkpoint {last} has another architecture than this run's recipe (restart "
+        "with --restart or use another --out): decoder_channels 16 instead of 32")
     with pytest.raises(ValueError, match="member index 2 is out of range"):
         train_member(recipe, 2, tmp_path, device="cpu")
 
@@ -219,23 +245,79 @@ def test_two_process_ddp_gloo(data_root: Path, tmp_path: Path) -> None:
     # Global batch 4 over 2 processes: 16 images / 2 ranks / 2 per rank = 4 steps per epoch.
     assert ckpt["training_state"]["epoch_step"] == 0 and ckpt["training_state"]["epoch"] == 1
     files = sorted(p.name for p in (tmp_path / "member-00").iterdir())
-    assert files == ["best.pt", "last.pt"]
+    assert files == ["best.pt", "last.pt", "recipe.yaml"]
 
 
-def test_cli_trains_member_from_recipe_file(data_root: Path, tmp_path: Path, capsys) -> None:
+def test_cli_trains_with_overrides_and_saves_the_effective_recipe(
+        data_root: Path, tmp_path: Path, capsys) -> None:
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(json.dumps({
-        "name": "tiny-cli", "members": 1,
-        "model": {"decoder_channels": 8, "input_size": list(SIZE)},
-        "data": {"crop_size": list(SIZE), "num_workers": 0, "val_batch_size": 4},
-        "teacher": {"batch_size": 4, "lr": 0.01}}))
-    code = cli_main(["train-teacher", "--recipe", str(recipe), "--member-index", "0",
-                     "--out", str(tmp_path / "run"), "--data-root", str(data_root),
-                     "--max-steps", "2", "--device", "cpu", "--seed", "3"])
-    assert code == 0
-    assert "member 0: best checkpoint" in capsys.readouterr().out
-    meta = read_checkpoint(tmp_path / "run" / "member-00" / "last.pt")["metadata"]
-    assert (meta["step"], meta["seed"], meta["recipe"]) == (2, 3, "tiny-cli")
+        "name": "tiny-cli", "members": 5,
+        "model": {"decoder_channels": 8, "input_size": [128, 256]},
+        "data": {"crop_size": [96, 96], "num_workers": 0, "val_batch_size": 4},
+        "teacher": {"batch_size": 8, "lr": 0.01},
+        "student": {"batch_size": 8, "lr": 0.01, "validate_teacher": False}}))
+    quick = ["--members", "2", "--image-size", "64x128", "--crop-size", "32x64",
+             "--epochs", "1", "--batch-size", "4", "--max-steps", "2"]
+    run = tmp_path / "run"
+    for i in (0, 1):
+        assert cli_main(["train-teacher", "--recipe", str(recipe), "--member-index", str(i),
+                         "--out", str(run), "--data-root", str(data_root), "--device", "cpu",
+                         "--seed", "3", *quick]) == 0
+        assert f"member {i}: best checkpoint" in capsys.readouterr().out
+    meta = read_checkpoint(run / "member-01" / "last.pt")["metadata"]
+    assert (meta["step"], meta["seed"], meta["recipe"], meta["members"]) == (2, 4, "tiny-cli", 2)
+    assert meta["train_config"]["batch_size"] == 4 and meta["data_config"]["crop_size"] == [32, 64]
+    saved = load_recipe(run / "member-01" / "recipe.yaml")
+    assert saved == dataclasses.replace(
+        load_recipe(recipe), members=2, seed=3,
+        model=dataclasses.replace(load_recipe(recipe).model, input_size=(64, 128)),
+        data=dataclasses.replace(load_recipe(recipe).data, root=str(data_root),
+                                 crop_size=(32, 64)),
+        teacher=TrainConfig(epochs=1, batch_size=4, lr=0.01, max_steps=2))
+    # the student takes member-00 and member-01 of --members 2 (not member-*)
+    assert cli_main(["train-student", "--recipe", str(recipe), "--out", str(run),
+                     "--data-root", str(data_root), "--device", "cpu", *quick]) == 0
+    student = read_checkpoint(run / "student" / "best.pt")
+    assert student["metadata"]["teacher_members"] == [
+        str(run / f"member-{i:02d}" / "best.pt") for i in (0, 1)]
+    assert load_model(run / "student" / "best.pt")[0].config.input_size == (64, 128)
+    assert load_recipe(run / "student" / "recipe.yaml").student.batch_size == 4
+    # best.pt carries weights and metadata only; resuming reads last.pt
+    last = read_checkpoint(run / "student" / "last.pt")
+    assert student["training_state"] is None and last["training_state"]["step"] == 2
+    assert (run / "student" / "best.pt").stat().st_size < 0.6 * (
+        run / "student" / "last.pt").stat().st_size
+
+
+def test_recipe_overrides_are_checked_naming_the_options(tmp_path: Path) -> None:
+    import argparse
+
+    from dudes_ros.train.common import add_common_arguments, recipe_from_args
+
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser)
+
+    def recipe(*flags: str) -> Recipe:
+        return recipe_from_args(parser.parse_args(["--recipe", "synthetic", "--out", "x",
+                                                   *flags]), "teacher")
+
+    quick = recipe("--members", "3", "--image-size", "64x128", "--crop-size", "32x64",
+                   "--epochs", "2", "--batch-size", "2")
+    assert (quick.members, quick.model.input_size, quick.data.crop_size) == (3, (64, 128),
+                                                                              (32, 64))
+    assert (quick.teacher.epochs, quick.teacher.batch_size) == (2, 2)
+    assert quick.student == load_recipe("synthetic").student  # only the teacher's schedule
+    with pytest.raises(ConfigError) as err:
+        recipe("--members", "1")
+    assert str(err.value) == ("recipe synthetic with --members 1: members: invalid value 1; "
+                              "expected >= 2 (u_T is the std over members of p(predicted "
+                              "class))")
+    with pytest.raises(ConfigError, match=r"with --image-size 40x80: model.input_size: invalid "
+                       r"value \(40, 80\); expected positive multiples of output_stride=16"):
+        recipe("--image-size", "40x80")
+    with pytest.raises(SystemExit):
+        recipe("--crop-size", "64 128")
 
 
 def test_bundled_recipes_hold_the_paper_settings() -> None:
@@ -248,11 +330,14 @@ def test_bundled_recipes_hold_the_paper_settings() -> None:
         assert (schedule.weight_decay, schedule.poly_power) == (5e-4, 0.9)
         assert (schedule.epochs, schedule.batch_size, schedule.amp) == (200, 16, True)
     assert paper.student.uncertainty_weight == 1.0
+    assert paper.student.target_std_correction == 1  # the reference's torch.std
     synthetic = load_recipe("synthetic")
     assert synthetic.members == 5 and synthetic.data.source == "synthetic"
-    # the settings the bundled student was distilled with (engines/MODEL_CARD.md)
+    # λ and head start of the bundled student (engines/MODEL_CARD.md); the prior scaled from
+    # 0.065 by sqrt(5 / 4) for u_T with Bessel's correction
     assert (synthetic.student.uncertainty_weight, synthetic.student.uncertainty_prior) == (
-        10.0, 0.065)
+        10.0, 0.073)
+    assert synthetic.student.target_std_correction == 1
     with pytest.raises(ValueError, match="unknown recipe 'nope'"):
         load_recipe("nope")
 
@@ -271,8 +356,23 @@ def test_synthetic_data_rendered_once_and_mismatch_refused(data_root: Path) -> N
     assert not np.array_equal(train[0]["image"], val[0]["image"])
     assert len(train_paths) == 16 and len(val_paths) == 4
     other = dataclasses.replace(config, synthetic=dataclasses.replace(SYNTHETIC, seed=6))
-    with pytest.raises(ConfigError, match="rendered with"):
+    with pytest.raises(ConfigError) as err:
         build_datasets(other, data_root.parent)
+    assert str(err.value) == (
+        f"{data_root} holds synthetic scenes rendered with other settings (seed 5 instead of "
+        f"6; see {stamp}); delete the folder or set data.root (--data-root)")
+
+
+def test_make_synthetic_output_is_training_data(tmp_path: Path) -> None:
+    root = tmp_path / "synth"
+    for split, count, seed in (("train", 4, 0), ("val", 2, 1)):
+        assert cli_main(["make-synthetic", str(root), "--split", split, "--count", str(count),
+                         "--seed", str(seed), "--size", "64x128"]) == 0
+    config = DataConfig(source="synthetic", root=str(root), crop_size=SIZE, synthetic=SYNTHETIC)
+    train, val, meta = build_datasets(config, tmp_path)
+    assert (len(train), len(val)) == (4, 2) and train[0]["image"].shape == (64, 128, 3)
+    # read as it is: the recipe's synthetic settings did not make it, so they are not claimed
+    assert "synthetic" not in meta and not (root / STAMP).exists()
 
 
 def test_recipe_validation_names_the_bad_setting() -> None:

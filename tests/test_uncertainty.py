@@ -34,38 +34,52 @@ def test_agreeing_members_give_zero_target() -> None:
     assert out.entropy.item() == pytest.approx(expected_h, rel=1e-12)
 
 
-def test_two_members_one_and_zero_give_half() -> None:
-    assert STD_CORRECTION == 0
+def test_two_members_one_and_zero_give_one_over_sqrt_two() -> None:
+    # the reference's torch.std: Bessel's correction (divide by M - 1)
+    assert STD_CORRECTION == 1
     out = ensemble_statistics(one_pixel([[1.0, 0.0], [0.0, 1.0]]))
     # Mean is (0.5, 0.5); argmax picks class 0; its member probabilities are 1 and 0.
     assert out.prediction.item() == 0
-    assert out.target_std.item() == 0.5
+    assert out.target_std.item() == pytest.approx(1 / math.sqrt(2), rel=1e-15)
     assert out.entropy.item() == pytest.approx(math.log(2), rel=1e-12)
     # Each member is certain (entropy 0), so MI equals the entropy of the mean: log 2.
     assert out.mutual_information.item() == pytest.approx(math.log(2), rel=1e-12)
     assert out.max_prob.item() == 0.5
+    # correction 0 (the population std) is the recipe key's other choice: exactly 0.5
+    assert ensemble_statistics(one_pixel([[1.0, 0.0], [0.0, 1.0]]), 0).target_std.item() == 0.5
 
 
-def test_target_is_population_std_of_predicted_class() -> None:
+def test_target_is_sample_std_of_predicted_class() -> None:
     members = [[0.6, 0.4], [0.9, 0.1], [0.3, 0.7]]
     out = ensemble_statistics(one_pixel(members))
     p = np.array([m[0] for m in members])  # class 0 has the highest mean (0.6)
     assert out.prediction.item() == 0
-    assert out.target_std.item() == pytest.approx(float(p.std(ddof=0)), rel=1e-12)
+    assert out.target_std.item() == pytest.approx(float(p.std(ddof=1)), rel=1e-12)
+    assert out.target_std.item() == pytest.approx(math.sqrt(0.09), rel=1e-12)  # by hand
+    population = ensemble_statistics(one_pixel(members), correction=0).target_std.item()
+    assert population == pytest.approx(float(p.std(ddof=0)), rel=1e-12)
+    assert population == pytest.approx(out.target_std.item() * math.sqrt(2 / 3), rel=1e-12)
 
 
-def test_target_bounded_by_half_and_matches_logits_path() -> None:
+def test_target_bound_and_logits_path() -> None:
     torch.manual_seed(0)
     logits = torch.randn(5, 2, 19, 4, 6, dtype=torch.float64) * 4
     u = teacher_target(logits)
     assert u.shape == (2, 4, 6)
-    assert float(u.min()) >= 0.0 and float(u.max()) <= 0.5
+    # the largest sample std of 5 values in [0, 1] is 0.5 * sqrt(5 / 4)
+    assert float(u.min()) >= 0.0 and float(u.max()) <= 0.5 * math.sqrt(5 / 4)
     assert torch.equal(u, ensemble_statistics(logits.softmax(dim=2)).target_std)
+    assert torch.equal(teacher_target(logits, 0),
+                       ensemble_statistics(logits.softmax(dim=2), 0).target_std)
 
 
-def test_statistics_rejects_wrong_rank() -> None:
+def test_statistics_rejects_wrong_rank_one_member_and_bad_correction() -> None:
     with pytest.raises(ValueError, match=r"\[M, B, C, H, W\]"):
         ensemble_statistics(torch.zeros(2, 3, 4, 5))
+    with pytest.raises(ValueError, match="needs at least 2, got 1"):
+        ensemble_statistics(one_pixel([[1.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"one of \(0, 1\), got 2"):
+        ensemble_statistics(one_pixel([[1.0, 0.0], [0.0, 1.0]]), 2)
 
 
 def test_rmsle_equal_maps_zero_with_finite_zero_gradient() -> None:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from dudes_ros.errors import DudesError
 from dudes_ros.labels import label_ids_to_train_ids
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -29,7 +30,7 @@ LAYOUT = ("<root>/leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png with labels 
           "<root>/gtFine/<split>/<city>/<stem>_gtFine_labelIds.png")
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(DudesError, FileNotFoundError):
     """The folder does not follow the Cityscapes layout; the message says what was expected."""
 
 

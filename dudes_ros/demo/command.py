@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from dudes_ros.argtypes import image_size
 from dudes_ros.bag.staging import staged_output
-from dudes_ros.cli import image_size
 from dudes_ros.config import ConfigError
 from dudes_ros.demo.sources import Drive, bag_drive, image_folder_drive, synthetic_drive
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER

@@ -30,10 +30,13 @@ import logging
 import math
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from dudes_ros.argtypes import positive_int
+from dudes_ros.errors import UsageError
 from dudes_ros.evaluate import metrics as mt
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.labels import IGNORE_INDEX
@@ -48,10 +51,11 @@ def choose_frame_threshold(scores: np.ndarray, target_rate: float) -> tuple[floa
     """``(threshold, rate reached)``: the smallest threshold that at most
     ``floor(target_rate * n)`` of the in-domain ``scores`` exceed (alarm when score > t)."""
     if not 0.0 < target_rate < 1.0:
-        raise ValueError(f"target false-alarm rate must lie in (0, 1), got {target_rate}")
+        raise UsageError(f"target false-alarm rate (--false-alarm-rate) must lie in (0, 1), "
+                         f"got {target_rate}")
     s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     if s.size == 0:
-        raise ValueError("no in-domain frames to calibrate on")
+        raise UsageError("no in-domain frames to calibrate on")
     allowed = math.floor(target_rate * s.size)
     threshold = float(s[min(allowed, s.size - 1)])
     return threshold, float(np.mean(s > threshold))
@@ -71,11 +75,13 @@ def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_
     ``data`` (frames used / skipped, pixels, rule).
     """
     if pixel_threshold is not None and not 0.0 <= pixel_threshold <= 1.0:
-        raise ValueError(f"pixel threshold must lie in [0, 1], got {pixel_threshold}")
+        raise UsageError(f"pixel threshold (--pixel-threshold) must lie in [0, 1], got "
+                         f"{pixel_threshold}")
     if pixel_rule not in PIXEL_RULES:
-        raise ValueError(f"pixel rule must be one of {PIXEL_RULES}, got {pixel_rule!r}")
+        raise UsageError(f"pixel rule must be one of {PIXEL_RULES}, got {pixel_rule!r}")
     if not 0.0 < pixel_quantile < 1.0:
-        raise ValueError(f"pixel quantile must lie in (0, 1), got {pixel_quantile}")
+        raise UsageError(f"pixel quantile (--pixel-quantile) must lie in (0, 1), got "
+                         f"{pixel_quantile}")
     errors = mt.BinaryHistogram()
     frames = mt.OodMetrics(pixel_threshold=pixel_threshold)
     count = len(dataset) if limit is None else min(limit, len(dataset))
@@ -89,14 +95,14 @@ def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_
         labels, uncertainty = predictor.predict(np.ascontiguousarray(item["image"])[None])
         gt = item["labels"]
         if labels.shape[1:] != gt.shape:
-            raise ValueError(f"{item.get('path')}: predictor returned {labels.shape[1:]} "
-                             f"labels for a {gt.shape} label image")
+            raise UsageError(f"{item.get('path')}: predictor returned {labels.shape[1:]} "
+                              f"labels for a {gt.shape} label image")
         valid = gt != IGNORE_INDEX
         errors.update(uncertainty[0][valid], (labels[0] != gt)[valid])
         frames.update(uncertainty[0], gt, None)
     used = count - skipped
     if used == 0:
-        raise ValueError(f"all {count} frames hold anomalies; calibration needs in-domain "
+        raise UsageError(f"all {count} frames hold anomalies; calibration needs in-domain "
                          "frames (anomaly masks empty or absent)")
     if pixel_threshold is None and pixel_rule == "pavpu":
         rule = "PAvPU-optimal on in-domain pixels"
@@ -125,7 +131,9 @@ def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="deployed student ONNX (its manifest is updated)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="deployed student ONNX whose manifest is updated (default: the "
+                             "bundled engines/dudes_student.onnx)")
     parser.add_argument("--data", default=os.environ.get("CITYSCAPES_DATASET"),
                         help="in-domain Cityscapes-layout root (default: $CITYSCAPES_DATASET)")
     parser.add_argument("--split", default="val", help="split folder (default: val)")
@@ -138,9 +146,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in-domain pixel uncertainty (default) or PAvPU-optimal")
     parser.add_argument("--pixel-quantile", type=float, default=DEFAULT_PIXEL_QUANTILE,
                         help=f"with --pixel-rule quantile (default {DEFAULT_PIXEL_QUANTILE})")
-    parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime, torch")
+    parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
+                        help="backend that runs the model (default: auto)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    parser.add_argument("--limit", type=int, default=None, help="use the first N frames")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="use the first N frames")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the calibration without writing the manifest")
 
@@ -149,13 +159,17 @@ def run(args: argparse.Namespace) -> int:
     from dudes_ros.data.cityscapes import CityscapesDataset
     from dudes_ros.export.manifest import load_manifest, update_ood_calibration
     from dudes_ros.inference.factory import create_predictor
+    from dudes_ros.resources import bundled_model
 
     if not args.data:
-        raise SystemExit("dudes calibrate: no data; pass --data ROOT or set CITYSCAPES_DATASET")
-    if not args.dry_run:
-        load_manifest(args.model)  # fail before the long run, not after it
+        raise UsageError("no data; pass --data ROOT or set CITYSCAPES_DATASET")
+    model = args.model or bundled_model()
+    if model.suffix != ".onnx" or not model.is_file():
+        raise UsageError(f"model {model} is not an existing .onnx file; expected the deployed "
+                         "student from dudes export (its manifest beside it is updated)")
+    load_manifest(model)  # fail before the long run, not after it
     dataset = CityscapesDataset(args.data, args.split)
-    with create_predictor(args.model, backend=args.backend, device=args.device) as predictor:
+    with create_predictor(model, backend=args.backend, device=args.device) as predictor:
         result = calibrate(predictor, dataset, args.false_alarm_rate, args.pixel_threshold,
                            args.limit, args.pixel_rule, args.pixel_quantile)
         result["data"] |= {"root": str(args.data), "split": args.split,
@@ -166,6 +180,11 @@ def run(args: argparse.Namespace) -> int:
           f"{result['false_alarm_rate']:.4f} (target {args.false_alarm_rate}) on "
           f"{result['data']['frames']} frames")
     if not args.dry_run:
-        update_ood_calibration(args.model, result)
-        print(f"wrote the ood section of the manifest beside {args.model}")
+        try:
+            update_ood_calibration(model, result)
+        except OSError as exc:
+            raise UsageError(f"cannot write the manifest beside {model}: {exc}; copy the "
+                             "model and its .json somewhere writable and pass --model, or use "
+                             "--dry-run") from exc
+        print(f"wrote the ood section of the manifest beside {model}")
     return 0

@@ -8,6 +8,7 @@ anomaly masks with anomalies) and ``examples.png``. Every file is written atomic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -19,7 +20,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
+from dudes_ros.argtypes import image_size, positive_int  # noqa: E402
+from dudes_ros.errors import UsageError  # noqa: E402
 from dudes_ros.export.manifest import atomic_write_bytes  # noqa: E402
 from dudes_ros.labels import CLASS_NAMES, IGNORE_INDEX, colorize  # noqa: E402
 
@@ -35,7 +40,7 @@ def _save(fig: plt.Figure, path: Path) -> str:
 
 
 def plot_reliability(results: dict, path: Path) -> str:
-    models = results["models"]
+    models = {name: ms for name, ms in results["models"].items() if ms["reliability"]}
     fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 4), squeeze=False)
     for ax, (name, ms) in zip(axes[0], models.items(), strict=True):
         rel = ms["reliability"]
@@ -81,10 +86,17 @@ def plot_roc_pr(results: dict, key: str, title: str, path: Path) -> str:
     return _save(fig, path)
 
 
+ERROR_LEGEND = (("error: wrong", "white"), ("error: right", "black"),
+                ("error: void, not scored", "0.5"))
+"""The error panel's grey levels: 1 wrong, 0 right, 0.5 void."""
+
+
 def plot_examples(examples: list[dict], path: Path) -> str:
+    """One row per example: image, ground truth, prediction, error map (legend below the
+    figure), u_S and u_T on one colour scale per row (colour bar beside u_T)."""
     columns = ["image", "ground truth", "prediction", "error", "u_S", "u_T"]
     fig, axes = plt.subplots(len(examples), len(columns),
-                             figsize=(2.6 * len(columns), 1.6 * len(examples) + 0.4),
+                             figsize=(2.6 * len(columns) + 0.6, 1.6 * len(examples) + 0.8),
                              squeeze=False)
     for row, ex in zip(axes, examples, strict=True):
         error = ((ex["pred"] != ex["gt"]) & (ex["gt"] != IGNORE_INDEX)).astype(np.float32)
@@ -93,6 +105,7 @@ def plot_examples(examples: list[dict], path: Path) -> str:
                   ex.get("u_t")]
         # u_S and u_T share one colour scale per row, so that their panels compare
         u_max = max([1e-6] + [float(u.max()) for u in panels[4:] if u is not None])
+        shown = None
         for ax, title, panel in zip(row, columns, panels, strict=True):
             ax.axis("off")
             is_u = title in ("u_S", "u_T")
@@ -100,13 +113,22 @@ def plot_examples(examples: list[dict], path: Path) -> str:
             if panel is None:
                 continue
             if is_u:
-                ax.imshow(panel, cmap="inferno", vmin=0, vmax=u_max)
+                shown = ax.imshow(panel, cmap="inferno", vmin=0, vmax=u_max)
             elif title == "error":
                 ax.imshow(panel, cmap="gray", vmin=0, vmax=1)
             else:
                 ax.imshow(panel)
             if title == "u_S" and ex.get("anomaly") is not None and ex["anomaly"].any():
                 ax.contour(ex["anomaly"], levels=[0.5], colors="cyan", linewidths=0.6)
+        bar = fig.colorbar(shown, ax=list(row[4:]), fraction=0.04, pad=0.02)
+        bar.set_label("uncertainty", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    handles = [Patch(facecolor=colour, edgecolor="k", label=label)
+               for label, colour in ERROR_LEGEND]
+    if any(ex.get("anomaly") is not None and ex["anomaly"].any() for ex in examples):
+        handles.append(Line2D([], [], color="cyan", lw=1, label="anomaly outline (u_S)"))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=len(handles), fontsize=7, frameon=False)
     return _save(fig, path)
 
 
@@ -130,18 +152,29 @@ def comparison_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _pavpu_note(results: dict) -> str:
+    """What the PAvPU column's thresholds are, stating the student's only when it has one."""
+    point = results.get("operating_point") or {}
+    if point.get("pixel") is None:
+        return ("The student has no operating threshold here (none given, none in the model's "
+                "manifest: run `dudes calibrate` on the deployed model first), so every "
+                "method's PAvPU is at its own PAvPU-optimal threshold (in brackets).")
+    others = ("; the other methods' at their own PAvPU-optimal threshold (in brackets)"
+              if len(results["methods"]) > 1 else "")
+    return (f"The student's PAvPU is at its operating pixel threshold {point['pixel']:.4g} "
+            f"({point['pixel_source']}){others}.")
+
+
 def _markdown(results: dict, plots: dict[str, str]) -> str:
     data = results.get("data", {})
     lines = ["# DUDES evaluation report", "",
              f"Data: `{data.get('root', '?')}` split `{data.get('split', '?')}`, "
              f"{results['frames']} frames; network input {results['input_size']}; "
-             f"device {data.get('device', '?')}.", "",
+             f"device {data.get('device', '?')}. Student: {data.get('student', '?')}.", "",
              "## Comparison", "", comparison_markdown(results["comparison"]), "",
              "Ranking scores (AUROC, AP, FPR@95) come from 10,000-bin histograms; the largest "
              "possible AUROC deviation from unbinned values is stored per method as "
-             "`auroc_bin_error` in metrics.json. PAvPU is given at the student's operating "
-             "threshold and, for the other methods, at their own PAvPU-optimal threshold "
-             "(in brackets).", ""]
+             "`auroc_bin_error` in metrics.json. " + _pavpu_note(results), ""]
     agreement = results.get("student_vs_teacher")
     if agreement:
         lines += ["## Student vs teacher uncertainty", "",
@@ -175,10 +208,12 @@ def write_report(results: dict, examples: list[dict], report_dir: str | Path) ->
     """Write metrics.json, the plots and report.md into ``report_dir``; returns report.md."""
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plots = {"reliability diagram": plot_reliability(results, out / "reliability.png"),
-             "uncertain pixels removed": plot_removal(results, out / "removal_curve.png"),
-             "misclassification ROC/PR": plot_roc_pr(results, "error_curves", "errors",
-                                                     out / "errors_roc_pr.png")}
+    plots = {}
+    if any(ms["reliability"] for ms in results["models"].values()):
+        plots["reliability diagram"] = plot_reliability(results, out / "reliability.png")
+    plots["uncertain pixels removed"] = plot_removal(results, out / "removal_curve.png")
+    plots["misclassification ROC/PR"] = plot_roc_pr(results, "error_curves", "errors",
+                                                    out / "errors_roc_pr.png")
     if any(ms["ood"]["pixel"]["positives"] for ms in results["methods"].values()):
         plots["anomaly ROC/PR"] = plot_roc_pr(results, "ood_curves", "anomalies",
                                               out / "anomaly_roc_pr.png")
@@ -194,69 +229,121 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=os.environ.get("CITYSCAPES_DATASET"),
                         help="Cityscapes-layout root (default: $CITYSCAPES_DATASET)")
     parser.add_argument("--split", default="val", help="split folder (default: val)")
-    parser.add_argument("--student", required=True, help="student checkpoint (.pt)")
-    parser.add_argument("--teacher", nargs="+", default=None,
-                        help="teacher member checkpoints (paths or globs)")
-    parser.add_argument("--member", default=None,
+    parser.add_argument("--model", type=Path, default=None,
+                        help="deployed student ONNX (manifest beside it). Without --student it "
+                             "is the student scored, through --backend as on the vehicle "
+                             "(default: the bundled engines/dudes_student.onnx); its manifest's "
+                             "OOD thresholds are the student's operating point")
+    parser.add_argument("--student", type=Path, default=None,
+                        help="score this student checkpoint (.pt, torch) instead of the "
+                             "deployed model; adds its ECE and reliability diagram")
+    parser.add_argument("--teacher", nargs="+", default=None, metavar="CHECKPOINT",
+                        help="teacher member checkpoints (paths or globs, at least 2): adds "
+                             "the teacher rows and the u_S vs u_T agreement")
+    parser.add_argument("--member", type=Path, default=None,
                         help="the single-member baseline checkpoint (default: first teacher "
                         "member)")
-    parser.add_argument("--model", default=None,
-                        help="deployed ONNX whose manifest holds the calibrated OOD thresholds")
+    parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
+                        help="backend that runs the deployed model (default: auto)")
     parser.add_argument("--pixel-threshold", type=float, default=None,
                         help="student pixel threshold (overrides the manifest)")
     parser.add_argument("--frame-threshold", type=float, default=None,
                         help="student frame OOD threshold (overrides the manifest)")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="network input size (default: the student's config)")
+    parser.add_argument("--input-size", type=image_size, metavar="HxW", default=None,
+                        help="network input size of the checkpoints (default: the student's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N frames")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="evaluate the first N frames")
     parser.add_argument("--examples", type=int, default=4, help="example panels (default 4)")
     parser.add_argument("--report", required=True, help="output folder")
 
 
-def _thresholds(args: argparse.Namespace) -> tuple[float | None, float | None]:
-    pixel, frame = args.pixel_threshold, args.frame_threshold
-    if args.model:
-        from dudes_ros.export.manifest import load_manifest
+def _thresholds(args: argparse.Namespace, model: Path | None) -> dict:
+    """The student's operating point: ``pixel``/``frame`` thresholds (None where unknown) and
+    where each came from."""
+    from dudes_ros.export.manifest import load_manifest
 
-        ood = load_manifest(args.model).get("ood") or {}
-        pixel = ood.get("pixel_threshold") if pixel is None else pixel
-        frame = ood.get("frame_threshold") if frame is None else frame
-    for name, value in (("--pixel-threshold", pixel), ("--frame-threshold", frame)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise SystemExit(f"dudes evaluate: {name} must lie in [0, 1], got {value}")
-    return pixel, frame
+    ood = (load_manifest(model).get("ood") or {}) if model is not None else {}
+    point = {}
+    for key, given, flag in (("pixel", args.pixel_threshold, "--pixel-threshold"),
+                             ("frame", args.frame_threshold, "--frame-threshold")):
+        if given is not None:
+            if not 0.0 <= given <= 1.0:
+                raise UsageError(f"{flag} must lie in [0, 1], got {given}")
+            point[key], point[f"{key}_source"] = given, f"given with {flag}"
+        elif ood.get(f"{key}_threshold") is not None:
+            point[key] = ood[f"{key}_threshold"]
+            point[f"{key}_source"] = f"from the manifest of {model}"
+        else:
+            point[key], point[f"{key}_source"] = None, None
+    return point
+
+
+def _load_checkpoint(path: Path, role: str, flag: str, device):
+    """The network of ``path``, refused (naming flag and file) unless it has ``role``."""
+    from dudes_ros.model.checkpoint import CheckpointError, load_model
+
+    net, ckpt = load_model(path, map_location=device)
+    if ckpt["role"] != role:
+        source = {"student": "dudes train-student", "member": "dudes train-teacher"}[role]
+        raise CheckpointError(f"{flag} {path} is a {ckpt['role']!r} checkpoint; expected a "
+                              f"{role!r} checkpoint from {source}")
+    return net
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from dudes_ros.data.cityscapes import CityscapesDataset
-    from dudes_ros.evaluate.runner import Evaluator, evaluate_dataset, pick_device
-    from dudes_ros.model.checkpoint import load_model
+    from dudes_ros.evaluate.runner import (
+        DeployedStudent,
+        Evaluator,
+        evaluate_dataset,
+        pick_device,
+    )
+    from dudes_ros.export.manifest import load_manifest
+    from dudes_ros.inference.factory import create_predictor
     from dudes_ros.model.ensemble import load_ensemble
+    from dudes_ros.resources import bundled_model
 
     if not args.data:
-        raise SystemExit("dudes evaluate: no data; pass --data ROOT or set CITYSCAPES_DATASET")
-    pixel, frame = _thresholds(args)
+        raise UsageError("no data; pass --data ROOT or set CITYSCAPES_DATASET")
+    deployed = (args.model or bundled_model()) if args.student is None else None
+    point = _thresholds(args, args.model or deployed)
     device = pick_device(args.device)
     dataset = CityscapesDataset(args.data, args.split)
-    student, _ = load_model(args.student, map_location=device)
-    teacher = load_ensemble(args.teacher, map_location=device) if args.teacher else None
-    member = None
-    if args.member:
-        member, _ = load_model(args.member, map_location=device)
-    elif teacher is not None:
-        member = teacher.members[0]
-    size = tuple(args.input_size) if args.input_size else tuple(student.config.input_size)
-    with torch.no_grad():
-        evaluator = Evaluator(student, teacher, member, input_size=size, device=device,
-                              pixel_threshold=pixel, frame_threshold=frame,
-                              examples=args.examples)
-        results = evaluate_dataset(evaluator, dataset, args.limit)
+    with contextlib.ExitStack() as stack:
+        if deployed is not None:
+            if not deployed.is_file():
+                raise UsageError(f"model {deployed} does not exist; expected a deployed "
+                                 "student .onnx (dudes export) or pass --student CHECKPOINT")
+            manifest = load_manifest(deployed)
+            predictor = stack.enter_context(
+                create_predictor(deployed, backend=args.backend, device=args.device))
+            student = DeployedStudent(predictor, manifest["input"]["network_input_size"])
+            described = (f"deployed model {deployed} "
+                         f"({predictor.provenance().get('backend')} backend)")
+        else:
+            student = _load_checkpoint(args.student, "student", "--student", device)
+            described = f"checkpoint {args.student}"
+        teacher = (load_ensemble(args.teacher, map_location=device) if args.teacher else None)
+        member = None
+        if args.member:
+            member = _load_checkpoint(args.member, "member", "--member", device)
+        elif teacher is not None:
+            member = teacher.members[0]
+        size = args.input_size or tuple(student.input_size if deployed is not None
+                                        else student.config.input_size)
+        with torch.no_grad():
+            evaluator = Evaluator(student, teacher, member, input_size=size, device=device,
+                                  pixel_threshold=point["pixel"], frame_threshold=point["frame"],
+                                  examples=args.examples)
+            results = evaluate_dataset(evaluator, dataset, args.limit)
     results["data"] = {"root": str(args.data), "split": args.split, "device": str(device),
-                       "student": str(args.student), "teacher": args.teacher,
-                       "member": args.member or ("teacher member 0" if teacher else None)}
+                       "student": described, "teacher": args.teacher,
+                       "member": (str(args.member) if args.member
+                                  else "teacher member 0" if teacher else None)}
+    results["operating_point"] = point
     report = write_report(results, evaluator.examples, args.report)
     print(comparison_markdown(results["comparison"]))
     print(f"report: {report}")

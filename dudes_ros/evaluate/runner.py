@@ -2,7 +2,11 @@
 
 Every model sees the same frames, resized to one network input size; its class probabilities
 and uncertainty maps are upsampled (bilinear) back to the label resolution before scoring, so
-all methods are scored on the same pixels. Uncertainty scores per method:
+all methods are scored on the same pixels. The student is either a checkpoint (run like the
+others) or the deployed model itself (``DeployedStudent``: the exported graph through a
+``Predictor`` backend, as on the vehicle; it resizes inside the graph and returns labels and
+u_S at the frame's resolution, but no class probabilities, so it has no ECE or reliability
+diagram). Uncertainty scores per method:
 
 ========================  =========  ======================================================
 method                    model      score in [0, 1]
@@ -16,7 +20,8 @@ method                    model      score in [0, 1]
 ========================  =========  ======================================================
 
 Latency is the median wall time of the model's forward passes per frame (first frame excluded
-as warm-up) on the device used, at the network input size.
+as warm-up) on the device used, at the network input size; for a deployed student, of the whole
+``predict`` call on the frame (in-graph normalisation and resizing included).
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from tqdm import tqdm
 
 from dudes_ros.config import ModelConfig
+from dudes_ros.errors import UsageError
 from dudes_ros.evaluate import metrics as mt
+from dudes_ros.inference.predictor import Predictor
 from dudes_ros.labels import CLASS_NAMES
 from dudes_ros.model.ensemble import Ensemble
 from dudes_ros.model.student import SegmentationNet, normalize
@@ -59,11 +66,14 @@ class ModelScores:
     latencies_ms: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
+        """ECE and reliability are None for a model that gives no class probabilities."""
         timed = self.latencies_ms[1:] or self.latencies_ms
+        calibrated = bool(self.calibration.count.sum())
         return {"forward_passes": self.forward_passes,
                 "latency_ms": statistics.median(timed) if timed else None,
                 "segmentation": self.confusion.summary(CLASS_NAMES),
-                "ece": self.calibration.ece(), "reliability": self.calibration.reliability()}
+                "ece": self.calibration.ece() if calibrated else None,
+                "reliability": self.calibration.reliability() if calibrated else None}
 
 
 @dataclass
@@ -80,6 +90,20 @@ class MethodScores:
                 "ood": self.ood.summary(threshold), "ood_curves": self.ood.pixels.curves()}
 
 
+class DeployedStudent:
+    """The deployed student: a ``Predictor`` (exported graph on a backend) and its network
+    input size, scored as the ``student`` model."""
+
+    def __init__(self, predictor: Predictor, input_size: tuple[int, int]) -> None:
+        self.predictor = predictor
+        self.input_size = tuple(input_size)
+
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels int64 [H, W], u float32 [H, W])`` for ``image uint8 [H, W, 3]``."""
+        labels, u = self.predictor.predict(np.ascontiguousarray(image)[None])
+        return labels[0].astype(np.int64), np.clip(u[0], 0.0, 1.0).astype(np.float32)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -88,20 +112,22 @@ def _sync(device: torch.device) -> None:
 class Evaluator:
     """Runs the models frame by frame and feeds the streaming metrics.
 
-    ``student`` is required; ``teacher`` and ``member`` are optional (their rows and the
-    student-vs-teacher agreement are left out without them). ``pixel_threshold`` and
-    ``frame_threshold`` are the student's operating thresholds (from its manifest); methods
-    without one are scored at their PAvPU-optimal threshold.
+    ``student`` (a checkpoint's network or a ``DeployedStudent``) is required; ``teacher`` and
+    ``member`` are optional (their rows and the student-vs-teacher agreement are left out
+    without them). ``pixel_threshold`` and ``frame_threshold`` are the student's operating
+    thresholds (from its manifest); methods without one are scored at their PAvPU-optimal
+    threshold.
     """
 
-    def __init__(self, student: SegmentationNet, teacher: Ensemble | None = None,
+    def __init__(self, student: SegmentationNet | DeployedStudent,
+                 teacher: Ensemble | None = None,
                  member: SegmentationNet | None = None, *, input_size: tuple[int, int],
                  device: torch.device, pixel_threshold: float | None = None,
                  frame_threshold: float | None = None, examples: int = 0) -> None:
-        if student.uncertainty_head is None:
-            raise ValueError("the student checkpoint has no uncertainty head; "
+        if isinstance(student, SegmentationNet) and student.uncertainty_head is None:
+            raise ValueError("the student network has no uncertainty head; "
                              "pass a DUDES student (role 'student'), not a teacher member")
-        self.models: dict[str, torch.nn.Module] = {"student": student}
+        self.models: dict[str, torch.nn.Module | DeployedStudent] = {"student": student}
         if teacher is not None:
             self.models["teacher"] = teacher
         if member is not None:
@@ -175,13 +201,12 @@ class Evaluator:
         size = tuple(gt.shape)
         outputs = {}
         for name in self.models:
-            probs, maps = self._run(name, image)
-            pred, conf, maps_np = self._to_label_size(probs, maps, size)
-            del probs, maps
+            pred, conf, maps_np = self._predict(name, image, size)
             valid = gt != 255
             sc = self.scores[name]
             sc.confusion.update(pred, gt)
-            sc.calibration.update(conf[valid], (pred == gt)[valid])
+            if conf is not None:
+                sc.calibration.update(conf[valid], (pred == gt)[valid])
             for method, (model, key, _) in METHODS.items():
                 if model == name:
                     self.methods[method].errors.update(pred, gt, maps_np[key])
@@ -192,6 +217,21 @@ class Evaluator:
         if len(self.examples) < self.examples_wanted:
             self.examples.append(self._example(item, outputs))
         self.frames += 1
+
+    def _predict(self, name: str, image: np.ndarray,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None, dict]:
+        """(prediction [H, W], confidence [H, W] or None, score maps [H, W]) at label size."""
+        model = self.models[name]
+        if isinstance(model, DeployedStudent):
+            start = time.perf_counter()
+            labels, u = model.predict(image)
+            self.scores[name].latencies_ms.append(1000.0 * (time.perf_counter() - start))
+            if labels.shape != size:
+                raise ValueError(f"the deployed model returned {labels.shape} labels for a "
+                                 f"{size} label image")
+            return labels, None, {"u": u}
+        probs, maps = self._run(name, image)
+        return self._to_label_size(probs, maps, size)
 
     @staticmethod
     def _example(item: dict, outputs: dict, width: int = 512) -> dict:
@@ -247,7 +287,8 @@ def evaluate_dataset(evaluator: Evaluator, dataset, limit: int | None = None) ->
     """Feed ``dataset`` items (``CityscapesDataset``-like) through ``evaluator``."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
-        raise ValueError("the dataset has no frames to evaluate")
+        raise UsageError(f"no frames to evaluate (the dataset has {len(dataset)}, --limit is "
+                         f"{limit}); expected at least one")
     for index in tqdm(range(count), desc="evaluate", unit="frame"):
         evaluator.update(dataset[index])
     return evaluator.results()
@@ -257,8 +298,15 @@ def pick_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UsageError(f"device {name!r}: {exc}; expected auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but torch sees no CUDA GPU")
+        raise UsageError(f"device {name!r} requested but torch sees no CUDA GPU; expected "
+                         "auto or cpu here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA "
+                         f"GPU(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
     return device
 

@@ -11,6 +11,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from dudes_ros.argtypes import image_size
 from dudes_ros.config import ConfigError
 
 
@@ -20,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ONNX file to write (default: the checkpoint's name with .onnx); "
                         "its manifest is written beside it as .json")
     parser.add_argument("--name", default=None, help="model name in the manifest")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="network input size inside the graph (default: the checkpoint's; "
-                        "multiples of the output stride)")
+    parser.add_argument("--input-size", type=image_size, metavar="HxW", default=None,
+                        help="network input size inside the graph, e.g. 128x256 (default: the "
+                        "checkpoint's; multiples of the output stride)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             raise CheckpointError(f"{args.checkpoint} holds a {ckpt.get('role')!r}; only a "
                                   "'student' (with the uncertainty head) can be exported")
         if args.input_size:
-            net.config = dataclasses.replace(net.config, input_size=tuple(args.input_size))
+            net.config = dataclasses.replace(net.config, input_size=args.input_size)
     except (CheckpointError, ConfigError) as exc:
         print(f"dudes export: {exc}", file=sys.stderr)
         return 2

@@ -15,13 +15,15 @@ import os
 import tempfile
 from pathlib import Path
 
+from dudes_ros.errors import DudesError
+
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_name", "model_config", "classes", "input", "outputs",
                  "ood", "onnx_sha256")
 OOD_KEYS = ("pixel_threshold", "frame_threshold", "false_alarm_rate", "data")
 
 
-class ManifestError(ValueError):
+class ManifestError(DudesError, ValueError):
     """A manifest is missing, unreadable or incomplete; the message names the file."""
 
 

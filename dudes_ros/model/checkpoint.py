@@ -12,7 +12,8 @@ so the safe unpickler accepts it):
 ``training_state``  optional: optimizer / scheduler / GradScaler / RNG states for resuming
 
 Files are written atomically (temporary file in the same folder, fsync, ``os.replace``), so a
-kill during a save leaves the previous checkpoint intact.
+kill during a save leaves the previous checkpoint intact, with the mode a plain ``open()`` gives
+(0644 under umask 022).
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ from torch import nn
 
 from dudes_ros import labels
 from dudes_ros.config import ConfigError, ModelConfig, load_config, to_dict
+from dudes_ros.errors import DudesError
 from dudes_ros.model.student import SegmentationNet
 
 FORMAT = "dudes_ros.checkpoint/1"
+EXPECTED = "expected a .pt file written by dudes train-teacher or train-student"
+ZIP_MAGIC = b"PK\x03\x04"
+"""How every ``torch.save`` file (a zip archive since PyTorch 1.6) begins."""
 ROLES = ("member", "student")
 ARCHITECTURE_FIELDS = ("arch", "encoder", "output_stride", "atrous_rates", "decoder_channels",
                        "num_classes", "uncertainty_head")
@@ -39,7 +44,7 @@ ARCHITECTURE_FIELDS = ("arch", "encoder", "output_stride", "atrous_rates", "deco
 pretrained-weight source do not)."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DudesError, ValueError):
     """A checkpoint is unreadable, malformed or does not fit the network it is loaded into."""
 
 
@@ -66,12 +71,22 @@ def _check_plain(value: Any, key: str) -> None:
                           "use dicts, lists, str, int, float, bool, None or tensors")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``
+    (mode 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0644 under the
+        # usual umask 022), like the manifests, so other users and services can load it.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -106,24 +121,39 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, role: Literal["member
     return atomic_torch_save(payload, path)
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why a file that should be a PyTorch (zip) checkpoint does not open as a zip archive."""
+    if isinstance(exc, OSError):
+        return str(exc)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if head == ZIP_MAGIC:
+        return f"the file is truncated or damaged ({exc})"
+    return "it is not a PyTorch checkpoint (no zip archive)"
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """The raw checkpoint dict, validated for format and label table."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist; {EXPECTED}")
     # torch.load does not verify the archive's CRC-32s: flipped weight bytes would load silently
     try:
         with zipfile.ZipFile(path) as archive:
             bad_record = archive.testzip()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+        raise CheckpointError(f"checkpoint {path} cannot be read: {_unreadable(path, exc)}; "
+                              f"{EXPECTED}") from exc
     if bad_record is not None:
         raise CheckpointError(f"checkpoint {path} is corrupt: record {bad_record} fails its "
                               "CRC-32 check")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"checkpoint {path} cannot be read: {first_line}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not a dudes_ros checkpoint (format {found!r}, "
@@ -147,13 +177,20 @@ def architecture_mismatch(a: ModelConfig, b: ModelConfig) -> list[str]:
     return [f for f in ARCHITECTURE_FIELDS if getattr(a, f) != getattr(b, f)]
 
 
-def require_same_architecture(found: ModelConfig, expected: ModelConfig, what: str) -> None:
-    """Raise ``CheckpointError`` with both configs when the architectures differ."""
+def describe_differences(found: ModelConfig, expected: ModelConfig, fields: list[str]) -> str:
+    """``"decoder_channels 16 instead of 8, encoder 'resnet34' instead of 'resnet18'"``."""
+    return ", ".join(f"{f} {getattr(found, f)!r} instead of {getattr(expected, f)!r}"
+                     for f in fields)
+
+
+def require_same_architecture(found: ModelConfig, expected: ModelConfig, what: str,
+                              against: str = "the network expected here") -> None:
+    """Raise ``CheckpointError`` naming ``what`` and each differing field when the
+    architectures differ (``against`` names where ``expected`` comes from)."""
     diff = architecture_mismatch(found, expected)
     if diff:
-        raise CheckpointError(
-            f"{what} has a different architecture (fields {diff} differ):\n"
-            f"  checkpoint: {to_dict(found)}\n  expected:   {to_dict(expected)}")
+        raise CheckpointError(f"{what} has another architecture than {against}: "
+                              f"{describe_differences(found, expected, diff)}")
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu",
@@ -161,8 +198,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu",
     """Rebuild the network stored at ``path``; returns ``(model in eval mode, checkpoint)``.
 
     The returned dict is the whole checkpoint (``role``, ``metadata``, ``training_state``, ...)
-    minus ``state_dict``. With ``expected``, a checkpoint of another architecture is refused
-    with both configs in the message.
+    minus ``state_dict``. With ``expected``, a checkpoint of another architecture is refused,
+    naming the file and the fields that differ.
     """
     ckpt = read_checkpoint(path, map_location)
     config = model_config_of(ckpt, path)

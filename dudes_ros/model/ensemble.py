@@ -9,10 +9,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dudes_ros.config import to_dict
-from dudes_ros.model.checkpoint import CheckpointError, load_model, require_same_architecture
+from dudes_ros.model.checkpoint import (
+    CheckpointError,
+    describe_differences,
+    load_model,
+    require_same_architecture,
+)
 from dudes_ros.model.student import SegmentationNet
-from dudes_ros.uncertainty import EnsembleOutput, ensemble_statistics
+from dudes_ros.uncertainty import STD_CORRECTION, EnsembleOutput, ensemble_statistics
+
+MIN_MEMBERS = 2
+"""u_T is a standard deviation over members: it needs at least two."""
 
 
 class Ensemble(nn.Module):
@@ -20,21 +27,35 @@ class Ensemble(nn.Module):
 
     Inputs are normalised images ``float [B, 3, H, W]`` (all members share one normalisation,
     checked at construction). Members are evaluated one after another, so memory grows with
-    one member's activations, not M.
+    one member's activations, not M. ``names`` (e.g. the checkpoint paths) label the members
+    in error messages; ``std_correction`` is the correction of the std over members in u_T
+    (``dudes_ros.uncertainty``).
     """
 
-    def __init__(self, members: list[SegmentationNet]) -> None:
+    def __init__(self, members: list[SegmentationNet], names: list[str] | None = None,
+                 std_correction: int = STD_CORRECTION) -> None:
         super().__init__()
-        if not members:
-            raise ValueError("an ensemble needs at least one member")
+        names = names or [f"ensemble member {i}" for i in range(len(members))]
+        if len(names) != len(members):
+            raise ValueError(f"{len(names)} names for {len(members)} members")
+        if len(members) < MIN_MEMBERS:
+            raise CheckpointError(
+                f"a teacher needs at least {MIN_MEMBERS} members (u_T is the std over members "
+                f"of p(predicted class)), got {len(members)}: {', '.join(names) or 'none'}")
+        for name, m in zip(names, members, strict=True):
+            if m.uncertainty_head is not None:
+                raise CheckpointError(f"{name} is a student (it has an uncertainty head); "
+                                      "teacher members come from dudes train-teacher")
         first = members[0].config
-        for i, m in enumerate(members[1:], start=1):
-            require_same_architecture(m.config, first, f"ensemble member {i}")
+        for name, m in zip(names[1:], members[1:], strict=True):
+            require_same_architecture(m.config, first, name, against=names[0])
             if (m.config.mean, m.config.std) != (first.mean, first.std):
                 raise CheckpointError(
-                    f"ensemble member {i} normalises inputs differently:\n"
-                    f"  member {i}: {to_dict(m.config)}\n  member 0: {to_dict(first)}")
+                    f"{name} normalises inputs differently from {names[0]}: "
+                    f"{describe_differences(m.config, first, ['mean', 'std'])}")
         self.members = nn.ModuleList(members)
+        self.names = list(names)
+        self.std_correction = std_correction
 
     @property
     def config(self):
@@ -50,7 +71,7 @@ class Ensemble(nn.Module):
     def statistics(self, x: torch.Tensor) -> EnsembleOutput:
         """Ensemble statistics (mean probability, prediction, u_T, entropy, MI) for ``x``."""
         logits = self.member_logits(x).float()
-        return ensemble_statistics(logits.softmax(dim=2))
+        return ensemble_statistics(logits.softmax(dim=2), self.std_correction)
 
     def forward(self, x: torch.Tensor) -> EnsembleOutput:
         return self.statistics(x)
@@ -75,12 +96,22 @@ def expand_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
 
 
 def load_ensemble(paths: str | Path | Iterable[str | Path],
-                  map_location: str | torch.device = "cpu") -> Ensemble:
-    """An ``Ensemble`` (eval mode, gradients off) from member checkpoint paths or globs."""
+                  map_location: str | torch.device = "cpu",
+                  std_correction: int = STD_CORRECTION) -> Ensemble:
+    """An ``Ensemble`` (eval mode, gradients off) from member checkpoint paths or globs.
+
+    Refuses student checkpoints, fewer than two members and members of different
+    architectures, naming the file."""
+    expanded = expand_paths(paths)
     members = []
-    for path in expand_paths(paths):
-        model, _ = load_model(path, map_location)
+    for path in expanded:
+        model, ckpt = load_model(path, map_location)
+        if ckpt["role"] != "member":
+            raise CheckpointError(f"teacher member {path} is a {ckpt['role']!r} checkpoint; "
+                                  "teacher members are 'member' checkpoints from dudes "
+                                  "train-teacher")
         members.append(model)
-    ensemble = Ensemble(members).eval()
+    names = [f"teacher member {p}" for p in expanded]
+    ensemble = Ensemble(members, names, std_correction).eval()
     ensemble.requires_grad_(False)
     return ensemble

@@ -7,9 +7,17 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import yaml
+
+from dudes_ros.argtypes import image_size, positive_int
+from dudes_ros.config import ConfigError, to_dict
+from dudes_ros.export.manifest import atomic_write_bytes
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.loop import StepCallback, Trainer
 from dudes_ros.train.recipes import load_recipe
+
+RECIPE_FILE = "recipe.yaml"
+"""The effective recipe of a run, written beside its checkpoints."""
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,12 +27,24 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         "and student (member-XX/ and student/ are created inside)")
     parser.add_argument("--seed", type=int, default=None, help="base seed (default: recipe's)")
     parser.add_argument("--data-root", default=None,
-                        help="Cityscapes-layout folder (overrides the recipe's data.root)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the epochs")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="override the global batch size")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="stop after this many iterations (poly LR ends there)")
+                        help="Cityscapes-layout folder, e.g. from dudes make-synthetic "
+                             "(overrides the recipe's data.root)")
+    quick = parser.add_argument_group(
+        "recipe overrides (the effective recipe is saved as recipe.yaml beside the "
+        "checkpoints)")
+    quick.add_argument("--members", type=positive_int, default=None,
+                       help="number of teacher members, >= 2 (recipe: members)")
+    quick.add_argument("--image-size", type=image_size, default=None, metavar="HxW",
+                       help="network input size, e.g. 128x256 (recipe: model.input_size)")
+    quick.add_argument("--crop-size", type=image_size, default=None, metavar="HxW",
+                       help="training crop size (recipe: data.crop_size)")
+    quick.add_argument("--epochs", type=positive_int, default=None,
+                       help="epochs of this schedule (recipe: teacher.epochs or "
+                            "student.epochs)")
+    quick.add_argument("--batch-size", type=positive_int, default=None,
+                       help="global batch size of this schedule")
+    quick.add_argument("--max-steps", type=positive_int, default=None,
+                       help="stop after this many iterations (poly LR ends there)")
     parser.add_argument("--workers", type=int, default=None, help="data loader workers")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--restart", action="store_true",
@@ -32,26 +52,54 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def recipe_from_args(args: argparse.Namespace, schedule: str) -> Recipe:
-    """The recipe with command-line overrides applied to ``data`` and ``schedule``."""
+    """The recipe with command-line overrides applied; a value the recipe refuses is
+    reported with the options that set it."""
     recipe = load_recipe(args.recipe)
-    data = recipe.data
-    if args.data_root is not None:
-        data = dataclasses.replace(data, root=args.data_root)
-    if args.workers is not None:
-        data = dataclasses.replace(data, num_workers=args.workers)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
-                                   ("max_steps", args.max_steps)) if v is not None}
-    train = dataclasses.replace(getattr(recipe, schedule), **overrides)
-    changes = {"data": data, schedule: train}
-    if args.seed is not None:
-        changes["seed"] = args.seed
-    return dataclasses.replace(recipe, **changes)
+    given = {flag: value for flag, value in (
+        ("--data-root", args.data_root), ("--workers", args.workers),
+        ("--members", args.members), ("--image-size", args.image_size),
+        ("--crop-size", args.crop_size), ("--epochs", args.epochs),
+        ("--batch-size", args.batch_size), ("--max-steps", args.max_steps),
+        ("--seed", args.seed)) if value is not None}
+    if not given:
+        return recipe
+    data = dataclasses.replace(recipe.data, **{key: given[flag] for flag, key in (
+        ("--data-root", "root"), ("--workers", "num_workers"), ("--crop-size", "crop_size"))
+        if flag in given})
+    train = dataclasses.replace(getattr(recipe, schedule), **{key: given[flag] for flag, key in (
+        ("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--max-steps", "max_steps"))
+        if flag in given})
+    changes = {key: given[flag] for flag, key in (("--members", "members"), ("--seed", "seed"))
+               if flag in given}
+    try:
+        if "--image-size" in given:
+            changes["model"] = dataclasses.replace(recipe.model, input_size=given["--image-size"])
+        return dataclasses.replace(recipe, data=data, **{schedule: train}, **changes)
+    except ConfigError as exc:
+        shown = " ".join(f"{flag} {_shown(value)}" for flag, value in given.items())
+        raise ConfigError(f"recipe {args.recipe} with {shown}: {exc}") from exc
 
 
-def fit(trainer: Trainer, *, resume: bool, on_step: StepCallback | None, what: str) -> Path:
-    """Resume ``trainer`` from its last checkpoint when asked and present, train it to the end,
-    and return its best checkpoint."""
+def _shown(value: object) -> str:
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def write_recipe(recipe: Recipe, folder: Path) -> Path:
+    """Save ``recipe`` as ``folder/recipe.yaml`` (a valid ``--recipe`` file)."""
+    path = folder / RECIPE_FILE
+    atomic_write_bytes(path, yaml.safe_dump(to_dict(recipe), sort_keys=False).encode())
+    return path
+
+
+def fit(trainer: Trainer, recipe: Recipe, *, resume: bool, on_step: StepCallback | None,
+        what: str) -> Path:
+    """Resume ``trainer`` from its last checkpoint when asked and present, save the effective
+    recipe beside its checkpoints, train it to the end, and return its best checkpoint."""
     if resume and trainer.resume():
         logging.getLogger(__name__).info("resuming %s from %s at step %d", what,
                                          trainer.last_path, trainer.state.step)
+    if trainer.ctx.is_main:
+        write_recipe(recipe, trainer.out_dir)
     return trainer.fit(on_step).best

@@ -11,6 +11,7 @@ from typing import Literal
 
 from dudes_ros.config import ModelConfig, check
 from dudes_ros.data.anomalies import ANOMALY_KINDS
+from dudes_ros.uncertainty import STD_CORRECTION, STD_CORRECTIONS
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,10 @@ class DataConfig:
     """Where the images come from and how training crops are made.
 
     ``root``: a Cityscapes-layout folder. For ``source: cityscapes`` it defaults to the
-    ``CITYSCAPES_DATASET`` environment variable; for ``source: synthetic`` the scenes are
-    rendered there once (default ``<output dir>/synthetic-data``) and reused.
+    ``CITYSCAPES_DATASET`` environment variable; for ``source: synthetic`` the scenes of
+    ``synthetic`` are rendered there once (default ``<output dir>/synthetic-data``) and
+    reused, and a folder that already exists without dudes' rendering stamp (one written by
+    ``dudes make-synthetic``, say) is read as it is.
     ``crop_size`` is (height, width); both must be multiples of the model's output stride.
     """
 
@@ -76,7 +79,10 @@ class TrainConfig:
     from that teacher member's weights, the uncertainty head fresh; null: from
     ``model.encoder_weights``) apply to the student only, as does ``uncertainty_prior``: the
     fresh uncertainty head starts out predicting about this u everywhere
-    (``SegmentationNet.start_uncertainty_at``; null: PyTorch's default init, u ≈ 0.5).
+    (``SegmentationNet.start_uncertainty_at``; null: PyTorch's default init, u ≈ 0.5), and
+    ``target_std_correction``: the correction of the std over members in u_T, 1 (Bessel's,
+    divide by M - 1, as the reference's ``torch.std``) or 0 (divide by M; every u_T
+    sqrt((M - 1) / M) as large, e.g. to reproduce a student distilled that way).
     """
 
     epochs: int = 200
@@ -96,6 +102,7 @@ class TrainConfig:
     uncertainty_prior: float | None = None
     outlier_classes: tuple[int, ...] = ()
     outlier_weight: float = 1.0
+    target_std_correction: int = STD_CORRECTION
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, "epochs", self.epochs, "> 0")
@@ -118,6 +125,8 @@ class TrainConfig:
         check(len(set(self.outlier_classes)) == len(self.outlier_classes), "outlier_classes",
               self.outlier_classes, "distinct trainIds")
         check(self.outlier_weight > 0, "outlier_weight", self.outlier_weight, "> 0")
+        check(self.target_std_correction in STD_CORRECTIONS, "target_std_correction",
+              self.target_std_correction, f"one of {list(STD_CORRECTIONS)}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,8 @@ class Recipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check(self.members > 0, "members", self.members, "> 0")
+        check(self.members >= 2, "members", self.members,
+              ">= 2 (u_T is the std over members of p(predicted class))")
         stride = self.model.output_stride
         check(all(s % stride == 0 for s in self.data.crop_size), "data.crop_size",
               self.data.crop_size, f"multiples of model.output_stride={stride}")

@@ -34,10 +34,12 @@ def data_root(config: DataConfig, out_dir: Path) -> Path:
 
 
 def ensure_synthetic(root: Path, config: SyntheticDataConfig, train_split: str,
-                     val_split: str) -> Path:
+                     val_split: str) -> bool:
     """Render the synthetic scenes into ``root`` once; later calls (and concurrent member
     processes, via a file lock) reuse them. A folder rendered with other settings is refused
-    rather than silently mixed."""
+    rather than silently mixed. A folder that exists without the stamp (written by ``dudes
+    make-synthetic``, say) is read as it is. Returns whether ``root`` holds the recipe's
+    rendering (so ``config`` describes it)."""
     from dudes_ros.data.synthetic import write_cityscapes_layout
 
     wanted = {**asdict(config), "size": list(config.size), "train_split": train_split,
@@ -48,12 +50,14 @@ def ensure_synthetic(root: Path, config: SyntheticDataConfig, train_split: str,
         if stamp.is_file():
             found = json.loads(stamp.read_text())
             if found != wanted:
-                raise ConfigError(f"{root} holds synthetic data rendered with {found}, but the "
-                                  f"recipe asks for {wanted}; delete it or set data.root")
-            return root
+                changed = ", ".join(f"{k} {found.get(k)!r} instead of {wanted[k]!r}"
+                                    for k in sorted(wanted) if found.get(k) != wanted[k])
+                raise ConfigError(
+                    f"{root} holds synthetic scenes rendered with other settings ({changed}; "
+                    f"see {stamp}); delete the folder or set data.root (--data-root)")
+            return True
         if root.exists():
-            raise ConfigError(f"{root} exists but was not rendered by dudes ({STAMP} missing); "
-                              "set data.root to another folder")
+            return False
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
         try:
             size = tuple(config.size)
@@ -69,19 +73,19 @@ def ensure_synthetic(root: Path, config: SyntheticDataConfig, train_split: str,
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return root
+    return True
 
 
 def build_datasets(config: DataConfig, out_dir: Path) -> tuple[CityscapesDataset,
                                                                 CityscapesDataset, dict]:
     """``(train set, val set, description for checkpoint metadata)``."""
     root = data_root(config, out_dir)
-    if config.source == "synthetic":
-        ensure_synthetic(root, config.synthetic, config.train_split, config.val_split)
+    rendered = config.source == "synthetic" and ensure_synthetic(
+        root, config.synthetic, config.train_split, config.val_split)
     train = CityscapesDataset(root, config.train_split)
     val = CityscapesDataset(root, config.val_split)
     meta = {"source": config.source, "root": str(root), "train_split": config.train_split,
             "val_split": config.val_split, "train_images": len(train), "val_images": len(val)}
-    if config.source == "synthetic":
+    if rendered:
         meta["synthetic"] = {**asdict(config.synthetic), "size": list(config.synthetic.size)}
     return train, val, meta

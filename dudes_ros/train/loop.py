@@ -8,7 +8,8 @@ by the frozen ensemble on the same augmented crop.
 
 Checkpoints (rank 0 only): ``last.pt`` at the end of every epoch and every
 ``checkpoint_every`` steps, with optimizer / scheduler / GradScaler / RNG states and the
-position inside the epoch; ``best.pt`` whenever validation mIoU improves. A run restarted in
+position inside the epoch; ``best.pt`` (weights and metadata only) whenever validation mIoU
+improves. A run restarted in
 the same folder resumes from ``last.pt`` and continues exactly as if never stopped (bitwise
 on CPU): augmentation is seeded per (seed, epoch, sample), the epoch's shuffle by
 (seed, epoch), and the loader's worker seeds by an explicit per-epoch generator.
@@ -28,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from dudes_ros.config import to_dict
+from dudes_ros.config import ConfigError, to_dict
 from dudes_ros.data.transforms import AugmentedDataset, EvalView, RandomScaleCropFlip
 from dudes_ros.labels import IGNORE_INDEX
 from dudes_ros.model.checkpoint import (
@@ -150,8 +151,8 @@ class Trainer:
                 self.net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
         world = ctx.world_size
         if train_config.batch_size % world:
-            raise ValueError(f"batch_size {train_config.batch_size} must be divisible by the "
-                             f"number of processes ({world})")
+            raise ConfigError(f"batch size {train_config.batch_size} (--batch-size) must be "
+                              f"divisible by the number of processes ({world})")
         self.local_batch = train_config.batch_size // world
         augment = RandomScaleCropFlip(data_config.crop_size, data_config.scale_range,
                                       data_config.hflip)
@@ -162,8 +163,9 @@ class Trainer:
             self.class_weights[outlier_class] = train_config.outlier_weight
         self.steps_per_epoch = len(train_set) // world // self.local_batch
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(train_set)} training images are fewer than one batch of "
-                             f"{train_config.batch_size}")
+            raise ConfigError(f"{len(train_set)} training images are fewer than one batch of "
+                              f"{train_config.batch_size}; lower the batch size "
+                              "(--batch-size) or add images")
         total = train_config.epochs * self.steps_per_epoch
         self.total_steps = min(total, train_config.max_steps or total)
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
@@ -196,10 +198,12 @@ class Trainer:
                 "total_steps": self.total_steps, "best_val_miou": self.state.best_miou,
                 "metrics": latest, "history": self.state.history}
 
-    def _save(self, path: Path) -> None:
+    def _save(self, path: Path, resumable: bool = True) -> None:
+        """Write a checkpoint; ``resumable`` adds the optimizer, scheduler, GradScaler and RNG
+        states that ``resume`` needs (as large as the weights again)."""
         if not self.ctx.is_main:
             return
-        training_state = {
+        training_state = None if not resumable else {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -219,7 +223,9 @@ class Trainer:
             return False
         ckpt = read_checkpoint(self.last_path, map_location=self.ctx.device)
         require_same_architecture(model_config_of(ckpt, self.last_path), self.net.config,
-                                  f"resume checkpoint {self.last_path}")
+                                  f"resume checkpoint {self.last_path}",
+                                  against="this run's recipe (restart with --restart or use "
+                                  "another --out)")
         ts = ckpt.get("training_state")
         if ckpt["role"] != self.role or ts is None:
             raise CheckpointError(f"{self.last_path} is not a resumable {self.role} checkpoint")
@@ -282,7 +288,7 @@ class Trainer:
             st.best_miou = record["val_miou"]
         self._save(self.last_path)
         if improved or not self.best_path.is_file():
-            self._save(self.best_path)
+            self._save(self.best_path, resumable=False)
         if self.ctx.is_main:
             shown = {k: round(v, 4) for k, v in record.items()
                      if isinstance(v, float) and k != "train_loss"}

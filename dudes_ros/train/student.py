@@ -1,8 +1,10 @@
-"""Distil the DUDES student: ``dudes train-student --recipe R --out D [--members PATHS...]``.
+"""Distil the DUDES student: ``dudes train-student --recipe R --out D [--teacher PATHS...]``.
 
-Loads the member checkpoints (default ``D/member-*/best.pt``) into a frozen ensemble, then
-trains the student with CE + λ·RMSLE(u_S, u_T), u_T computed on each augmented crop. Writes
-``D/student/{last,best}.pt``. The student seed is ``recipe.seed + STUDENT_SEED_OFFSET``.
+Loads the member checkpoints (default ``D/member-00/best.pt`` .. ``D/member-<M-1>/best.pt``
+for the recipe's M members) into a frozen ensemble, then trains the student with
+CE + λ·RMSLE(u_S, u_T), u_T computed on each augmented crop. Writes
+``D/student/{last,best}.pt`` and the effective recipe ``D/student/recipe.yaml``. The student
+seed is ``recipe.seed + STUDENT_SEED_OFFSET``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from dudes_ros.config import to_dict
-from dudes_ros.model.checkpoint import CheckpointError, require_same_architecture
+from dudes_ros.config import ConfigError
+from dudes_ros.model.checkpoint import (
+    CheckpointError,
+    describe_differences,
+    require_same_architecture,
+)
 from dudes_ros.model.ensemble import Ensemble, expand_paths, load_ensemble
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.train import distributed
@@ -22,6 +28,7 @@ from dudes_ros.train.config import Recipe
 from dudes_ros.train.data import build_datasets
 from dudes_ros.train.loop import StepCallback, Trainer
 from dudes_ros.train.reproducibility import seed_everything
+from dudes_ros.train.teacher import member_dir
 
 log = logging.getLogger(__name__)
 STUDENT_SEED_OFFSET = 10_000
@@ -35,21 +42,23 @@ def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_di
                   *, device: str = "auto", resume: bool = True,
                   on_step: StepCallback | None = None) -> Path:
     """Train the student of ``recipe`` against the members at ``member_paths`` (paths or
-    globs; None: ``out_dir/member-*/best.pt``); returns its best checkpoint."""
+    globs; None: the recipe's members under ``out_dir``); returns its best checkpoint."""
     if not recipe.model.uncertainty_head:
-        raise ValueError(f"recipe {recipe.name!r}: model.uncertainty_head must be true for "
-                         "the student")
-    paths = expand_paths(member_paths if member_paths is not None
-                         else str(Path(out_dir) / "member-*" / "best.pt"))
+        raise ConfigError(f"recipe {recipe.name!r}: model.uncertainty_head is false; the "
+                          "student needs it (true)")
+    paths = (expand_paths(member_paths) if member_paths is not None
+             else default_member_paths(recipe, out_dir))
     ctx = distributed.setup(device)
     try:
-        teacher = load_ensemble(paths, map_location=ctx.device)
+        teacher = load_ensemble(paths, map_location=ctx.device,
+                                std_correction=recipe.student.target_std_correction)
         t_cfg, s_cfg = teacher.config, recipe.model
-        if (t_cfg.num_classes, t_cfg.mean, t_cfg.std) != (s_cfg.num_classes, s_cfg.mean,
-                                                          s_cfg.std):
+        differ = [f for f in ("num_classes", "mean", "std")
+                  if getattr(t_cfg, f) != getattr(s_cfg, f)]
+        if differ:
             raise CheckpointError(
-                "teacher members and student disagree on classes or input normalisation:\n"
-                f"  members: {to_dict(t_cfg)}\n  student: {to_dict(s_cfg)}")
+                f"teacher member {paths[0]} and the recipe's student model differ in classes "
+                f"or input normalisation: {describe_differences(t_cfg, s_cfg, differ)}")
         if len(paths) != recipe.members:
             log.warning("recipe %s expects %d members, training against %d", recipe.name,
                         recipe.members, len(paths))
@@ -67,9 +76,22 @@ def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_di
                           data_config=recipe.data, train_set=train_set, val_set=val_set,
                           seed=seed, out_dir=student_dir(out_dir), metadata=metadata, ctx=ctx,
                           teacher=teacher)
-        return fit(trainer, resume=resume, on_step=on_step, what="the student")
+        return fit(trainer, recipe, resume=resume, on_step=on_step, what="the student")
     finally:
         distributed.teardown(ctx)
+
+
+def default_member_paths(recipe: Recipe, out_dir: str | Path) -> list[Path]:
+    """``out_dir/member-II/best.pt`` for the recipe's members, refusing missing ones."""
+    paths = [member_dir(out_dir, i) / "best.pt" for i in range(recipe.members)]
+    missing = [i for i, p in enumerate(paths) if not p.is_file()]
+    if missing:
+        raise CheckpointError(
+            f"recipe {recipe.name!r} has {recipe.members} members, but the checkpoints of "
+            f"member(s) {missing} are missing ({', '.join(str(paths[i]) for i in missing)}); "
+            "train them with dudes train-teacher --member-index I, set --members, or pass "
+            "the member checkpoints with --teacher")
+    return paths
 
 
 def init_from_member(net: SegmentationNet, teacher: Ensemble, paths: list[Path],
@@ -78,10 +100,11 @@ def init_from_member(net: SegmentationNet, teacher: Ensemble, paths: list[Path],
     freshly initialised. The stand-in for the paper's pretrained student encoder where no
     pretrained weights are available (synthetic recipe, offline)."""
     if not 0 <= index < len(teacher):
-        raise ValueError(f"student.init_from_member is {index}, but the teacher has "
-                         f"{len(teacher)} members (0..{len(teacher) - 1})")
+        raise ConfigError(f"student.init_from_member is {index}, but the teacher has "
+                          f"{len(teacher)} members (0..{len(teacher) - 1})")
     require_same_architecture(dataclasses.replace(teacher.config, uncertainty_head=True),
-                              net.config, f"teacher member {paths[index]}")
+                              net.config, f"teacher member {paths[index]}",
+                              against="the recipe's student (student.init_from_member)")
     missing, unexpected = net.load_state_dict(teacher.members[index].state_dict(), strict=False)
     if unexpected or any(not k.startswith("uncertainty_head.") for k in missing):
         raise CheckpointError(f"{paths[index]}: weights do not fit the student "
@@ -91,13 +114,14 @@ def init_from_member(net: SegmentationNet, teacher: Ensemble, paths: list[Path],
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--members", nargs="+", default=None,
-                        help="member checkpoints or globs (default: OUT/member-*/best.pt)")
+    parser.add_argument("--teacher", nargs="+", default=None, metavar="CHECKPOINT",
+                        help="teacher member checkpoints or globs (default: "
+                             "OUT/member-00/best.pt .. for the recipe's members)")
 
 
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args, "student")
-    best = train_student(recipe, args.members, args.out, device=args.device,
+    best = train_student(recipe, args.teacher, args.out, device=args.device,
                          resume=not args.restart)
     print(f"student: best checkpoint {best}")
     return 0

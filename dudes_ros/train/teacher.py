@@ -1,7 +1,8 @@
 """Train one Deep Ensemble member: ``dudes train-teacher --recipe R --member-index I --out D``.
 
 Members are independent runs (one per process, so they can go to different GPUs or machines);
-member ``I`` uses seed ``recipe.seed + I`` and writes ``D/member-II/{last,best}.pt``. Under
+member ``I`` uses seed ``recipe.seed + I`` and writes ``D/member-II/{last,best}.pt`` and the
+effective recipe ``D/member-II/recipe.yaml``. Under
 ``torchrun`` the same command trains one member with DistributedDataParallel.
 """
 
@@ -48,7 +49,7 @@ def train_member(recipe: Recipe, index: int, out_dir: str | Path, *, device: str
                           data_config=recipe.data, train_set=train_set, val_set=val_set,
                           seed=seed, out_dir=out, metadata=metadata, ctx=ctx,
                           outlier_class=outlier_class)
-        return fit(trainer, resume=resume, on_step=on_step, what=f"member {index}")
+        return fit(trainer, recipe, resume=resume, on_step=on_step, what=f"member {index}")
     finally:
         distributed.teardown(ctx)
 
