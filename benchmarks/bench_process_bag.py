@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
+from dudes_ros.argtypes import image_size  # noqa: E402
 from dudes_ros.bag.process import ProcessOptions, process_bag  # noqa: E402
-from dudes_ros.cli import image_size  # noqa: E402
 from dudes_ros.config import ModelConfig  # noqa: E402
 from dudes_ros.export.onnx_export import export_onnx  # noqa: E402
 from dudes_ros.inference.factory import create_predictor  # noqa: E402

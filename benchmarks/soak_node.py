@@ -53,8 +53,8 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
                       str(REPO / "config" / "fastdds_large_images.xml"))
 
+from dudes_ros.argtypes import image_size  # noqa: E402
 from dudes_ros.bag.reader import IMAGE  # noqa: E402
-from dudes_ros.cli import image_size  # noqa: E402
 from dudes_ros.ros.cdr_publisher import CdrPublisher  # noqa: E402
 from dudes_ros.ros.outputs import DIAGNOSTIC_ARRAY  # noqa: E402
 
