@@ -15,7 +15,6 @@ memory``, ``free_device``/``free_host``, ``upload``/``download`` (asynchronous o
 from __future__ import annotations
 
 import ctypes
-import importlib
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +37,12 @@ def bindings_available() -> bool:
 def cudart() -> Any:
     """The ``cuda.bindings.runtime`` module; ImportError says what to install."""
     try:
-        return importlib.import_module("cuda.bindings.runtime")
+        from cuda.bindings import runtime
     except ImportError as exc:
         raise ImportError("the TensorRT backend needs NVIDIA's cuda-python runtime bindings "
                           "(pip install cuda-python, or JetPack's python3-cuda); "
                           f"import failed: {exc}") from exc
+    return runtime
 
 
 def _call(name: str, *args: Any) -> Any:
