@@ -121,10 +121,11 @@ class Launch:
     def __init__(self, env: dict[str, str], folder: Path, arguments: tuple[str, ...]) -> None:
         folder.mkdir()
         self.log = folder / "launch.log"
+        self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
             [sys.executable, str(RUNNER), "dudes_ros", "dudes.launch.py", *arguments],
             env=dict(env, ROS_LOG_DIR=str(folder / "ros_log")), cwd=folder,
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
         return self.log.read_text()
@@ -146,6 +147,7 @@ class Launch:
         except ProcessLookupError:
             pass
         self.process.wait(timeout=10)
+        self._log_file.close()
 
 
 @pytest.fixture
