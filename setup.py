@@ -26,8 +26,9 @@ EXTRAS = {
     "tensorrt": ["cuda-python>=12.6"],
     "eval": ["scikit-learn>=1.3", "torchmetrics>=1.0",
              "cityscapesscripts>=2.2"],
+    # launch (tests/test_launch.py) needs osrf-pycommon; colcon builds the package there
     "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "mcap>=1.1",
-             "mcap-ros2-support>=0.5"],
+             "mcap-ros2-support>=0.5", "osrf-pycommon>=2", "colcon-common-extensions>=0.3"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
