@@ -38,7 +38,7 @@ def percentiles(values: list[float]) -> str:
 def measure(predictor, cameras: int, size: tuple[int, int], frames: int) -> dict[str, str]:
     from rosbags.typesys import Stores, get_typestore
 
-    from dudes_ros.ros.outputs import COLOR_TOPICS, OutputBuilder
+    from dudes_ros.ros.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
 
     store = get_typestore(Stores.ROS2_KILTED)
     names = [f"cam{i}" for i in range(cameras)]
@@ -58,7 +58,7 @@ def measure(predictor, cameras: int, size: tuple[int, int], frames: int) -> dict
         stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="cam")
     rows = {"inference": [], "host": [], "host_colour": []}
     for i in range(frames + 5):
-        for colours, key in ((frozenset(), "host"), (COLOR_TOPICS, "host_colour")):
+        for colours, key in ((DEFAULT_IMAGES, "host"), (IMAGE_TOPICS, "host_colour")):
             builder = OutputBuilder(store, colours)
             spent.clear()
             start = time.perf_counter()

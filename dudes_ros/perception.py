@@ -9,6 +9,7 @@ outputs agree frame for frame.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import defaultdict
@@ -70,15 +71,35 @@ class OodConfig:
 
 @dataclass(frozen=True)
 class FrameResult:
-    """Everything published for one camera frame (all images at the input resolution)."""
+    """Everything published for one camera frame. Images are at the output size: the input's,
+    scaled by ``PerceptionCore``'s ``output_scale``; the OOD score is always taken at the
+    input's resolution, as calibrated."""
 
-    labels: np.ndarray  # uint8 [H, W] trainIds (255 = ignore)
-    uncertainty: np.ndarray  # float32 [H, W] in [0, 1]
-    confidence: np.ndarray  # uint8 [H, W], round(255 * (1 - u)); 255 = certain
+    labels: np.ndarray  # uint8 [h, w] trainIds (255 = ignore)
+    uncertainty: np.ndarray  # float32 [h, w] in [0, 1]
     ood_score: float  # frame OOD score: fraction of pixels with u > ood.pixel_threshold
     alarm: bool  # debounced alarm state after this frame
     inference_ms: float  # wall time of the predict call that covered this frame
     ood: OodConfig  # the settings this frame was scored with (all of one config)
+
+    @functools.cached_property
+    def confidence(self) -> np.ndarray:
+        """uint8 [h, w], round(255 * (1 - u)); 255 = certain. Computed on first use, so a
+        frame whose confidence image nobody subscribes to never pays for it."""
+        return confidence_image(self.uncertainty)
+
+
+def scale_outputs(labels: np.ndarray, uncertainty: np.ndarray,
+                  scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Labels uint8 [H, W] and u float32 [H, W] at ``scale`` x the size (each side rounded, at
+    least 1): labels by nearest neighbour (a class id cannot be averaged), u by area averaging
+    (the mean uncertainty of the pixels each output pixel covers)."""
+    if scale == 1.0:
+        return labels, uncertainty
+    h, w = labels.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # OpenCV: (width, height)
+    return (cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST),
+            cv2.resize(uncertainty, size, interpolation=cv2.INTER_AREA))
 
 
 def confidence_image(uncertainty: np.ndarray) -> np.ndarray:
@@ -100,9 +121,13 @@ class PerceptionCore:
     scored and debounced entirely with the old or entirely with the new settings.
     """
 
-    def __init__(self, predictor: Predictor, ood: OodConfig, cameras: list[str]) -> None:
+    def __init__(self, predictor: Predictor, ood: OodConfig, cameras: list[str],
+                 output_scale: float = 1.0) -> None:
         if not cameras or len(set(cameras)) != len(cameras):
             raise ValueError(f"cameras must be a non-empty list of distinct names, got {cameras}")
+        if not 0.0 < output_scale <= 1.0:
+            raise ValueError(f"output_scale must be in (0, 1], got {output_scale}")
+        self.output_scale = output_scale
         self.predictor = predictor
         self.cameras = list(cameras)
         self._ood = ood
@@ -178,6 +203,7 @@ class PerceptionCore:
         uncertainty = np.asarray(uncertainty, dtype=np.float32)
         score = uncertain_fraction(uncertainty, ood.pixel_threshold)
         alarm = self._alarms[camera].update(score)
-        return FrameResult(labels=np.asarray(labels, dtype=np.uint8), uncertainty=uncertainty,
-                           confidence=confidence_image(uncertainty), ood_score=score,
+        labels, uncertainty = scale_outputs(np.asarray(labels, dtype=np.uint8), uncertainty,
+                                            self.output_scale)
+        return FrameResult(labels=labels, uncertainty=uncertainty, ood_score=score,
                            alarm=alarm, inference_ms=inference_ms, ood=ood)

@@ -216,3 +216,31 @@ def test_ood_config_from_calibration_and_overrides():
         OodConfig.from_calibration(calibration, pixel_threshold=-0.1)
     with pytest.raises(ConfigError, match=r"ood.clear_after: invalid value 0"):
         OodConfig(0.3, 0.1, clear_after=0)
+
+
+def test_output_scale_shrinks_images_but_scores_at_full_size():
+    import cv2
+
+    predictor = RedIsUncertainPredictor()
+    full = PerceptionCore(predictor, OOD, ["front"])
+    half = PerceptionCore(predictor, OOD, ["front"], output_scale=0.5)
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (64, 100, 3), dtype=np.uint8)
+    reference = full.process({"front": image})["front"]
+    scaled = half.process({"front": image})["front"]
+    assert scaled.labels.shape == scaled.uncertainty.shape == (32, 50)
+    np.testing.assert_array_equal(
+        scaled.labels, cv2.resize(reference.labels, (50, 32), interpolation=cv2.INTER_NEAREST))
+    blocks = reference.uncertainty.reshape(32, 2, 50, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(scaled.uncertainty, blocks, atol=1e-6)  # area average
+    np.testing.assert_array_equal(scaled.confidence, confidence_image(scaled.uncertainty))
+    assert scaled.ood_score == reference.ood_score
+    with pytest.raises(ValueError, match=r"output_scale must be in \(0, 1\], got 0"):
+        PerceptionCore(predictor, OOD, ["front"], output_scale=0.0)
+
+
+def test_confidence_is_computed_only_when_asked_for():
+    core = PerceptionCore(RedIsUncertainPredictor(), OOD, ["front"])
+    result = core.process({"front": frame(4, 6, 0.5)})["front"]
+    assert "confidence" not in vars(result)
+    assert result.confidence.tolist()[0][0] == 0 and "confidence" in vars(result)

@@ -51,7 +51,7 @@ from dudes_ros.inference.predictor import Predictor
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.perception import OodConfig, PerceptionCore
 from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
-from dudes_ros.ros.outputs import OUTPUT_TOPICS, OutputBuilder
+from dudes_ros.ros.outputs import DEFAULT_IMAGES, OUTPUT_TOPICS, OutputBuilder
 
 LOG = logging.getLogger(__name__)
 
@@ -133,8 +133,8 @@ def process_bag(source: str | Path, destination: str | Path, predictor: Predicto
     if destination.resolve() == source.resolve():
         raise ValueError(f"output {destination} is the input bag; choose another path")
     typestore = get_typestore(OUTPUT_TYPESTORE)
-    colors = frozenset({"segmentation/color"} if options.color else ())
-    builder = OutputBuilder(typestore, colors=colors)
+    builder = OutputBuilder(typestore, DEFAULT_IMAGES | (
+        {"segmentation/color"} if options.color else set()))
     with BagReader(source) as bag:
         chosen, skipped = select_input_topics(bag, options.topics)
         if skipped:

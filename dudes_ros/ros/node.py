@@ -40,8 +40,8 @@ from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to
 from dudes_ros.ros.intake import Intake, Taken, WorkerOwned
 from dudes_ros.ros.outputs import (
     BOOL,
-    COLOR_TOPICS,
     DIAGNOSTIC_ARRAY,
+    IMAGE_TOPICS,
     OUTPUT_TOPICS,
     OutputBuilder,
 )
@@ -152,6 +152,7 @@ class DudesNode(Node):
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_log: dict[str, float] = {}
+        self._live_outputs: dict[str, frozenset[str]] = {}  # camera -> image outputs built
         self._active = False
         self._lifecycle_state = "unconfigured"
         self._failure: str | None = None  # why the last configure/activate failed
@@ -259,7 +260,8 @@ class DudesNode(Node):
         log = self.get_logger()
         (log.warning if predictor.cpu_fallback else log.info)(
             f"backend {predictor.backend}: {predictor.selected_because}")
-        self.core = PerceptionCore(predictor, ood, config.camera_names)
+        self.core = PerceptionCore(predictor, ood, config.camera_names,
+                                   output_scale=config.output_scale)
 
     def _qos(self, reliability: str, depth: int) -> QoSProfile:
         policy = (ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
@@ -293,6 +295,7 @@ class DudesNode(Node):
             for pub in camera.publishers.values():
                 self.destroy_lifecycle_publisher(pub.publisher)
         self._cameras = {}
+        self._live_outputs = {}
         self.config = None
 
     def _initial_diagnostics_period(self) -> float:
@@ -414,9 +417,12 @@ class DudesNode(Node):
         them) and published as CDR through rcl (``CdrPublisher``: one copy of each image before
         the middleware's, where an rclpy message costs three)."""
         pubs = self._cameras[camera].publishers
-        colors = frozenset(name for name in COLOR_TOPICS
-                           if pubs[name].publisher.get_subscription_count() > 0)
-        builder = OutputBuilder(self._typestore, colors,
+        # Image outputs nobody subscribes to are neither built nor copied; asked every frame,
+        # so a subscriber that arrives gets the next frame. ood and ood_alarm always go out.
+        live = frozenset(name for name in IMAGE_TOPICS
+                         if pubs[name].publisher.get_subscription_count() > 0)
+        self._live_outputs[camera] = live
+        builder = OutputBuilder(self._typestore, live,
                                 node_name=self.get_fully_qualified_name())
         for name, _, message in builder.messages(header, camera or "camera", result):
             pubs[name].publish(message)
@@ -445,6 +451,11 @@ class DudesNode(Node):
         if self._cameras:  # "rcl", or "rclpy" where librcl could not be called (CdrPublisher)
             values.append(("outputs_published_via",
                            next(iter(self._cameras.values())).publishers["ood"].via))
+            live = dict(self._live_outputs)  # as of each camera's last published frame
+            values.append(("live_outputs", "; ".join(
+                f"{camera or 'camera'}: "
+                + ",".join([*sorted(live.get(camera, ())), "ood", "ood_alarm"])
+                for camera in self._cameras)))
         values += self.stats.summary()
         level, message = self._health()
         status = DiagnosticStatus(

@@ -37,7 +37,9 @@ OUTPUT_TOPICS: dict[str, str] = {
     "ood": DIAGNOSTIC_ARRAY,
     "ood_alarm": BOOL,
 }
-COLOR_TOPICS = frozenset({"segmentation/color", "uncertainty/color"})  # built only on request
+IMAGE_TOPICS = frozenset(name for name, msgtype in OUTPUT_TOPICS.items() if msgtype == IMAGE)
+COLOR_TOPICS = frozenset({"segmentation/color", "uncertainty/color"})
+DEFAULT_IMAGES = IMAGE_TOPICS - COLOR_TOPICS  # what a bag gets unless colour is asked for
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 NODE_NAME = "dudes_node"  # offline outputs; the live node passes its fully qualified name
@@ -78,25 +80,27 @@ def ood_values(result: FrameResult) -> dict[str, str]:
 
 @dataclass
 class OutputBuilder:
-    """Builds the output messages of one frame with the types of ``typestore``; ``colors``
-    names the colour topics (``COLOR_TOPICS``) to build, ``node_name`` prefixes the ``ood``
-    status name. Thresholds in the ``ood`` message are the frame's own (``FrameResult.ood``)."""
+    """Builds the output messages of one frame with the types of ``typestore``. ``images``
+    names the image outputs to build (``IMAGE_TOPICS``; the node passes those someone
+    subscribes to, so the others cost neither a conversion nor a copy); ``ood`` and
+    ``ood_alarm`` are always built. ``node_name`` prefixes the ``ood`` status name. Thresholds
+    in the ``ood`` message are the frame's own (``FrameResult.ood``)."""
 
     typestore: Typestore
-    colors: frozenset[str] = frozenset()
+    images: frozenset[str] = DEFAULT_IMAGES
     node_name: str = NODE_NAME
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.colors) - COLOR_TOPICS)
+        unknown = sorted(set(self.images) - IMAGE_TOPICS)
         if unknown:
-            raise ValueError(f"unknown colour topic(s) {unknown}; expected some of "
-                             f"{sorted(COLOR_TOPICS)}")
+            raise ValueError(f"unknown image output(s) {unknown}; expected some of "
+                             f"{sorted(IMAGE_TOPICS)}")
 
     def topics(self, namespace: str) -> dict[str, str]:
         """``{topic: msgtype}`` this builder writes for a camera namespace."""
         return {output_topic(namespace, suffix): msgtype
                 for suffix, msgtype in OUTPUT_TOPICS.items()
-                if suffix not in COLOR_TOPICS or suffix in self.colors}
+                if suffix not in IMAGE_TOPICS or suffix in self.images}
 
     def header(self, header: Any) -> Any:
         """A ROS 2 header with the input's stamp and frame id (ROS 1 headers drop ``seq``)."""
@@ -115,15 +119,16 @@ class OutputBuilder:
         built only when its turn comes; ``header`` is copied from the input."""
         types = self.typestore.types
         header = self.header(header)
-        yield "segmentation", IMAGE, self._image(header, result.labels, "mono8")
-        if "segmentation/color" in self.colors:
-            yield ("segmentation/color", IMAGE,
-                   self._image(header, colorize(result.labels), "rgb8"))
-        yield "uncertainty", IMAGE, self._image(header, result.uncertainty, "32FC1")
-        if "uncertainty/color" in self.colors:
-            yield ("uncertainty/color", IMAGE,
-                   self._image(header, heat_map(result.uncertainty), "rgb8"))
-        yield "confidence", IMAGE, self._image(header, result.confidence, "mono8")
+        images = {
+            "segmentation": lambda: (result.labels, "mono8"),
+            "segmentation/color": lambda: (colorize(result.labels), "rgb8"),
+            "uncertainty": lambda: (result.uncertainty, "32FC1"),
+            "uncertainty/color": lambda: (heat_map(result.uncertainty), "rgb8"),
+            "confidence": lambda: (result.confidence, "mono8"),
+        }
+        for name, make in images.items():  # OUTPUT_TOPICS order
+            if name in self.images:
+                yield name, IMAGE, self._image(header, *make())
         level = ood_level(result)
         text = {OK: "in distribution", WARN: "frame over OOD threshold", ERROR: "OOD alarm"}
         values = [types["diagnostic_msgs/msg/KeyValue"](key=k, value=v)

@@ -46,6 +46,10 @@ def _threshold(v: float) -> str | None:
     return "a number in [0, 1], or NaN (.nan in YAML) to use the model manifest's calibration"
 
 
+def _scale(v: float) -> str | None:
+    return None if 0.0 < v <= 1.0 else "a number in (0, 1]"
+
+
 def _size(v: str) -> str | None:
     if not v:
         return None
@@ -115,6 +119,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(node clock: bag time under use_sim_time) when the worker takes them are "
               "dropped, counted and logged; 0 = never",
               _at_least(0.0), runtime=True),
+    ParamSpec("output_scale", 1.0, "size of the image outputs relative to the input (labels "
+              "by nearest neighbour, uncertainty by area averaging, confidence from the scaled "
+              "uncertainty; the OOD score is always taken at full size); 1.0 = the input's "
+              "size, which nav2's semantic_segmentation_layer needs", _scale),
     ParamSpec("max_pixels", 4096 * 4096, "largest accepted width*height; bigger claims are "
               "rejected before any allocation", _at_least(1)),
     ParamSpec("ood.pixel_threshold", math.nan, "a pixel is uncertain when u > this; NaN = "
@@ -166,6 +174,7 @@ class NodeConfig:
     qos_output_reliability: str
     qos_output_depth: int
     max_input_age: float
+    output_scale: float
     max_pixels: int
     ood_pixel_threshold: float
     ood_frame_threshold: float
