@@ -49,3 +49,12 @@ def test_manifest_records():
     records = labels.as_manifest()
     assert len(records) == 19
     assert records[13] == {"train_id": 13, "id": 26, "name": "car", "color": [0, 0, 142]}
+
+
+def test_colorize_lookup_equals_the_palette_for_every_id():
+    from dudes_ros.labels import TRAIN_ID_PALETTE, colorize
+
+    ids = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(colorize(ids), TRAIN_ID_PALETTE[ids])
+    batch = np.stack([ids, ids.T])
+    np.testing.assert_array_equal(colorize(batch), TRAIN_ID_PALETTE[batch])

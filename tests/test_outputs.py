@@ -71,3 +71,13 @@ def test_every_output_and_the_default(result, conversions):
         [f"/cam/{n}" for n in DEFAULT_IMAGES] + ["/cam/ood", "/cam/ood_alarm"])
     with pytest.raises(ValueError, match=r"unknown image output\(s\) \['ood'\]"):
         OutputBuilder(STORE, frozenset({"ood"}))
+
+
+def test_heat_map_equals_the_rounded_clipped_colour_map():
+    import cv2
+
+    u = np.linspace(-0.2, 1.2, 64 * 50, dtype=np.float32).reshape(64, 50)
+    u[0, :4] = [0.5 / 255, 1.5 / 255, 2.5 / 255, np.float32(254.5 / 255)]  # ties to even
+    scaled = np.rint(np.clip(u, 0.0, 1.0) * 255.0).astype(np.uint8)
+    expected = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(outputs.heat_map(u), expected)

@@ -52,7 +52,9 @@ def output_topic(namespace: str, suffix: str) -> str:
 
 def heat_map(uncertainty: np.ndarray) -> np.ndarray:
     """RGB ``uint8 [H, W, 3]`` inferno heat map of ``float [H, W]`` u in [0, 1]."""
-    scaled = np.rint(np.clip(uncertainty, 0.0, 1.0) * 255.0).astype(np.uint8)
+    u = np.asarray(uncertainty, dtype=np.float32)
+    # One OpenCV pass scales, rounds half to even (as np.rint) and saturates to [0, 255].
+    scaled = cv2.addWeighted(u, 255.0, u, 0.0, 0.0, dtype=cv2.CV_8U)
     return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
 
