@@ -123,7 +123,7 @@ def overhead(workdir: Path, frames: int, warmup: int, image: tuple[int, int],
 
 def net_size_of(model: Path) -> str:
     """``WxH`` network input of an exported student, from its manifest."""
-    from dudes_ros.export.manifest import load_manifest
+    from dudes_ros.runtime.manifest import load_manifest
 
     h, w = load_manifest(model)["input"]["network_input_size"]
     return f"{w}x{h}"

@@ -68,9 +68,9 @@ class Consumer:
         from sensor_msgs.msg import Image
         from std_msgs.msg import Bool
 
-        from dudes_ros.bag.reader import IMAGE, OUTPUT_TYPESTORE
+        from dudes_ros.messages.conversions import array_to_image_fields
+        from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE
         from dudes_ros.ros.cdr_publisher import CdrPublisher
-        from dudes_ros.ros.conversions import array_to_image_fields
 
         self.node = rclpy.create_node("dudes_fullres_bench")
         self.executor = SingleThreadedExecutor()

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.soak_node import machine, write_atomic  # noqa: E402 - sets the ROS env first
-from dudes_ros.bag.reader import IMAGE, OUTPUT_TYPESTORE  # noqa: E402
+from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE  # noqa: E402
 
 ROWS = (1, 128, 512)  # image heights at width 1024, 32FC1: 4 KiB, 512 KiB, 2 MiB
 WAYS = ("rclpy", "CdrPublisher")
@@ -71,8 +71,8 @@ def publish(messages: int, workdir: Path) -> dict:
     from sensor_msgs.msg import Image
     from tqdm import tqdm
 
+    from dudes_ros.messages.conversions import array_to_image_fields
     from dudes_ros.ros.cdr_publisher import CdrPublisher
-    from dudes_ros.ros.conversions import array_to_image_fields
 
     store = get_typestore(OUTPUT_TYPESTORE)
     types = store.types

@@ -38,7 +38,7 @@ def percentiles(values: list[float]) -> str:
 def measure(predictor, cameras: int, size: tuple[int, int], frames: int) -> dict[str, str]:
     from rosbags.typesys import Stores, get_typestore
 
-    from dudes_ros.ros.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
+    from dudes_ros.messages.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
 
     store = get_typestore(Stores.ROS2_KILTED)
     names = [f"cam{i}" for i in range(cameras)]
@@ -111,9 +111,9 @@ def main() -> int:
             print(lines[-1], flush=True)
     if args.random_student:
         from dudes_ros.config import ModelConfig
-        from dudes_ros.export.manifest import load_manifest
         from dudes_ros.inference.torch_backend import TorchPredictor
         from dudes_ros.model.student import SegmentationNet
+        from dudes_ros.runtime.manifest import load_manifest
 
         config = load_manifest(model)["model_config"]
         net = SegmentationNet(ModelConfig(**{k: tuple(v) if isinstance(v, list) else v

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dudes_ros.demo.report import FrameRecord, summarize  # noqa: E402
 from dudes_ros.demo.sources import synthetic_drive  # noqa: E402
-from dudes_ros.export.manifest import load_manifest  # noqa: E402
 from dudes_ros.inference.onnxruntime_backend import OnnxRuntimePredictor  # noqa: E402
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, Hysteresis, uncertain_fraction  # noqa: E402
 from dudes_ros.perception import OodConfig  # noqa: E402
 from dudes_ros.resources import bundled_model  # noqa: E402
+from dudes_ros.runtime.manifest import load_manifest  # noqa: E402
 
 FREE_SEED = 100
 

@@ -54,9 +54,8 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
                       str(REPO / "config" / "fastdds_large_images.xml"))
 
 from dudes_ros.argtypes import image_size  # noqa: E402
-from dudes_ros.bag.reader import IMAGE  # noqa: E402
+from dudes_ros.messages.types import DIAGNOSTIC_ARRAY, IMAGE  # noqa: E402
 from dudes_ros.ros.cdr_publisher import CdrPublisher  # noqa: E402
-from dudes_ros.ros.outputs import DIAGNOSTIC_ARRAY  # noqa: E402
 
 STAMPED_OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood")
 STATUS_NAME = "/dudes_node: inference"
@@ -148,8 +147,8 @@ class Driver:
         from sensor_msgs.msg import Image
         from std_msgs.msg import Bool
 
-        from dudes_ros.bag.reader import OUTPUT_TYPESTORE
-        from dudes_ros.ros.conversions import array_to_image_fields
+        from dudes_ros.messages.conversions import array_to_image_fields
+        from dudes_ros.messages.types import OUTPUT_TYPESTORE
 
         self.settings = settings
         self.process = psutil.Process(node_pid)

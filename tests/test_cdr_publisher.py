@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from dudes_ros.bag.reader import IMAGE, OUTPUT_TYPESTORE
+from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE
 
 pytestmark = pytest.mark.ros
 
@@ -19,7 +19,7 @@ def _typestore():
 
 
 def _image(store, frame_id: str, array: np.ndarray, encoding: str):
-    from dudes_ros.ros.conversions import array_to_image_fields
+    from dudes_ros.messages.conversions import array_to_image_fields
 
     types = store.types
     header = types["std_msgs/msg/Header"](

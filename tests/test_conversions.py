@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dudes_ros.ros.conversions import (
+from dudes_ros.messages.conversions import (
     ImageRejected,
     array_to_image_fields,
     array_to_rclpy_image_fields,

@@ -150,10 +150,10 @@ def test_choose_frame_threshold_exact() -> None:
 
 
 def test_calibrate_writes_manifest(data_root, checkpoints, tmp_path) -> None:
-    from dudes_ros.export.manifest import load_manifest
     from dudes_ros.export.onnx_export import export_onnx
     from dudes_ros.inference.factory import create_predictor
     from dudes_ros.model.checkpoint import load_model
+    from dudes_ros.runtime.manifest import load_manifest
 
     net, _ = load_model(checkpoints["student"])
     onnx = tmp_path / "student.onnx"
@@ -182,10 +182,10 @@ def test_evaluate_scores_the_deployed_model_at_its_operating_point(data_root, ch
                                                                     tmp_path) -> None:
     """Without --student, the exported ONNX itself runs (ONNX Runtime), with the thresholds of
     its manifest; its numbers equal the predictor's own outputs on the same frames."""
-    from dudes_ros.export.manifest import update_ood_calibration
     from dudes_ros.export.onnx_export import export_onnx
     from dudes_ros.inference.factory import create_predictor
     from dudes_ros.model.checkpoint import load_model
+    from dudes_ros.runtime.manifest import update_ood_calibration
 
     net, _ = load_model(checkpoints["student"])
     onnx = tmp_path / "student.onnx"
@@ -267,8 +267,8 @@ def test_examples_plot_shares_the_uncertainty_scale(monkeypatch, tmp_path) -> No
 
 def test_evaluate_and_calibrate_default_to_the_bundled_model(data_root, tmp_path,
                                                              capsys) -> None:
-    from dudes_ros.export.manifest import load_manifest, manifest_path
     from dudes_ros.resources import bundled_model
+    from dudes_ros.runtime.manifest import load_manifest, manifest_path
 
     bundled = bundled_model()
     before = manifest_path(bundled).read_bytes()

@@ -13,8 +13,11 @@ from dudes_ros import labels
 from dudes_ros.cli import main as dudes
 from dudes_ros.config import ModelConfig, to_dict
 from dudes_ros.export import onnx_export
-from dudes_ros.export.deploy import DeployModel
-from dudes_ros.export.manifest import (
+from dudes_ros.export.parity import ParityError, ParityReport, check_parity, compare
+from dudes_ros.model.checkpoint import save_checkpoint
+from dudes_ros.model.student import SegmentationNet, normalize
+from dudes_ros.runtime.deploy import DeployModel
+from dudes_ros.runtime.manifest import (
     ManifestError,
     load_manifest,
     manifest_path,
@@ -22,9 +25,6 @@ from dudes_ros.export.manifest import (
     update_ood_calibration,
     write_manifest,
 )
-from dudes_ros.export.parity import ParityError, ParityReport, check_parity, compare
-from dudes_ros.model.checkpoint import save_checkpoint
-from dudes_ros.model.student import SegmentationNet, normalize
 from tests.helpers.export_models import METADATA, TINY, tiny_student
 
 

@@ -20,11 +20,11 @@ import numpy as np
 import psutil
 import pytest
 
-from dudes_ros.export.manifest import load_manifest, sha256_file, write_manifest
 from dudes_ros.inference.factory import create_predictor
 from dudes_ros.inference.onnxruntime_backend import ModelFileError
 from dudes_ros.model.checkpoint import CheckpointError
 from dudes_ros.runtime.engine_cache import EngineCache, EngineKey
+from dudes_ros.runtime.manifest import load_manifest, sha256_file, write_manifest
 from tests.conftest import REPO
 from tests.helpers.export_models import write_student
 

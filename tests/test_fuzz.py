@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dudes_ros.ros.conversions import (
+from dudes_ros.messages.conversions import (
     INPUT_ENCODINGS,
     ImageRejected,
     compressed_to_rgb,

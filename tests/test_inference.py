@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from dudes_ros.export.manifest import ManifestError, manifest_path
 from dudes_ros.export.parity import parity_images
 from dudes_ros.inference.factory import choose_backend, create_predictor
 from dudes_ros.inference.onnxruntime_backend import ModelFileError, OnnxRuntimePredictor
 from dudes_ros.inference.torch_backend import TorchPredictor
+from dudes_ros.runtime.manifest import ManifestError, manifest_path
 from tests.helpers.export_models import tiny_student, write_student
 
 

@@ -307,7 +307,7 @@ def test_every_encoding_and_padded_rows_give_the_rgb8_segmentation(two_cameras, 
 
 def test_colour_outputs_are_built_for_subscribers(two_cameras, offline):
     from dudes_ros.labels import colorize
-    from dudes_ros.ros.outputs import heat_map
+    from dudes_ros.messages.outputs import heat_map
 
     client, _, _ = two_cameras
     rgb = drive_frame(3, False)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from rosbags.typesys import get_typestore
 
-from dudes_ros.bag.reader import OUTPUT_TYPESTORE
+from dudes_ros.messages import outputs
+from dudes_ros.messages.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
+from dudes_ros.messages.types import OUTPUT_TYPESTORE
 from dudes_ros.perception import OodConfig, PerceptionCore
-from dudes_ros.ros import outputs
-from dudes_ros.ros.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
 from tests.test_perception import RedIsUncertainPredictor, frame
 
 STORE = get_typestore(OUTPUT_TYPESTORE)

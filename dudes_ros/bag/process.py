@@ -35,23 +35,16 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore
 from tqdm import tqdm
 
-from dudes_ros.bag.reader import (
-    IMAGE,
-    OUTPUT_TYPESTORE,
-    BagError,
-    BagReader,
-    ImageTopic,
-    check_ros2_layout,
-    to_ros2_cdr,
-)
+from dudes_ros.bag.reader import BagError, BagReader, ImageTopic, check_ros2_layout, to_ros2_cdr
 from dudes_ros.bag.staging import check_destination, staged_output
 from dudes_ros.bag.summary import RunRecorder, format_summary
 from dudes_ros.config import ConfigError
 from dudes_ros.inference.predictor import Predictor
+from dudes_ros.messages.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
+from dudes_ros.messages.outputs import DEFAULT_IMAGES, OUTPUT_TOPICS, OutputBuilder
+from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.perception import OodConfig, PerceptionCore
-from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
-from dudes_ros.ros.outputs import DEFAULT_IMAGES, OUTPUT_TOPICS, OutputBuilder
 
 LOG = logging.getLogger(__name__)
 
@@ -233,7 +226,7 @@ def ood_from_args(args: argparse.Namespace, model: Path) -> OodConfig:
     """OOD settings: the ONNX ``model``'s manifest calibration, overridden by the flags."""
     calibration = None
     if model.suffix == ".onnx":
-        from dudes_ros.export.manifest import load_manifest
+        from dudes_ros.runtime.manifest import load_manifest
 
         calibration = load_manifest(model).get("ood")
     overrides = {name: getattr(args, name) for name in
@@ -253,9 +246,9 @@ def _choose_before_loading(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dudes_ros.export.manifest import ManifestError
     from dudes_ros.inference.factory import create_predictor
     from dudes_ros.resources import bundled_model
+    from dudes_ros.runtime.manifest import ManifestError
 
     model = args.model or bundled_model()  # as the node and the demo do
     try:

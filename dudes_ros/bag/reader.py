@@ -26,12 +26,7 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, TypesysError, get_typestore
 from rosbags.typesys.store import Typestore
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
-
-OUTPUT_TYPESTORE = Stores.ROS2_KILTED
-"""Typestore for everything this package writes (output bags, ROS 1 -> ROS 2 conversion)."""
+from dudes_ros.messages.types import COMPRESSED_IMAGE, IMAGE, IMAGE_TYPES, OUTPUT_TYPESTORE
 
 # Exceptions through which rosbags and its storage back-ends report unreadable data.
 READ_ERRORS = (AnyReaderError, Reader1Error, Reader2Error, SerdeError, TypesysError,

@@ -38,13 +38,8 @@ from pathlib import Path
 from rosbags.typesys import get_typestore
 from rosbags.typesys.store import Typestore
 
-from dudes_ros.bag.reader import (
-    OUTPUT_TYPESTORE,
-    BagError,
-    BagReader,
-    check_ros2_layout,
-    to_ros2_cdr,
-)
+from dudes_ros.bag.reader import BagError, BagReader, check_ros2_layout, to_ros2_cdr
+from dudes_ros.messages.types import OUTPUT_TYPESTORE
 
 LOG = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from dudes_ros.demo.node_process import NodeProcess
 from dudes_ros.demo.report import OUTPUTS, FrameRecord
 from dudes_ros.demo.sources import Drive
-from dudes_ros.ros.conversions import array_to_rclpy_image_fields
+from dudes_ros.messages.conversions import array_to_rclpy_image_fields
 
 LOG = logging.getLogger(__name__)
 FRAME_ID = "dudes_demo_camera"

@@ -109,7 +109,7 @@ def ood_parameters(model: Path, pixel: float | None, frame: float | None, raise_
     that neither gives."""
     manifest: dict = {}
     if model.suffix == ".onnx":
-        from dudes_ros.export.manifest import load_manifest
+        from dudes_ros.runtime.manifest import load_manifest
 
         manifest = load_manifest(model)
     calibration = manifest.get("ood") or {}

@@ -63,7 +63,7 @@ def bag_drive(path: str | Path, topic: str | None = None, max_frames: int = 0) -
     refuse (unsupported encoding, truncated data) raise ``ValueError`` naming the message.
     """
     from dudes_ros.bag.reader import BagError, BagReader
-    from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
+    from dudes_ros.messages.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
 
     path = Path(path)
     with BagReader(path) as bag:

@@ -20,7 +20,7 @@ in-domain frames; frames whose anomaly mask marks anything are left out. Then:
    in-domain false-alarm rate reached is at most the target (default 1 % of frames).
 
 Both, the rate reached and a description of the data, are merged into the model manifest's
-``ood`` section with ``dudes_ros.export.manifest.update_ood_calibration``.
+``ood`` section with ``dudes_ros.runtime.manifest.update_ood_calibration``.
 """
 
 from __future__ import annotations
@@ -157,9 +157,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dudes_ros.data.cityscapes import CityscapesDataset
-    from dudes_ros.export.manifest import load_manifest, update_ood_calibration
     from dudes_ros.inference.factory import create_predictor
     from dudes_ros.resources import bundled_model
+    from dudes_ros.runtime.manifest import load_manifest, update_ood_calibration
 
     if not args.data:
         raise UsageError("no data; pass --data ROOT or set CITYSCAPES_DATASET")

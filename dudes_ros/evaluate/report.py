@@ -25,8 +25,8 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from dudes_ros.argtypes import image_size, positive_int  # noqa: E402
 from dudes_ros.errors import UsageError  # noqa: E402
-from dudes_ros.export.manifest import atomic_write_bytes  # noqa: E402
 from dudes_ros.labels import CLASS_NAMES, IGNORE_INDEX, colorize  # noqa: E402
+from dudes_ros.runtime.manifest import atomic_write_bytes  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _thresholds(args: argparse.Namespace, model: Path | None) -> dict:
     """The student's operating point: ``pixel``/``frame`` thresholds (None where unknown) and
     where each came from."""
-    from dudes_ros.export.manifest import load_manifest
+    from dudes_ros.runtime.manifest import load_manifest
 
     ood = (load_manifest(model).get("ood") or {}) if model is not None else {}
     point = {}
@@ -301,10 +301,10 @@ def run(args: argparse.Namespace) -> int:
         evaluate_dataset,
         pick_device,
     )
-    from dudes_ros.export.manifest import load_manifest
     from dudes_ros.inference.factory import create_predictor
     from dudes_ros.model.ensemble import load_ensemble
     from dudes_ros.resources import bundled_model
+    from dudes_ros.runtime.manifest import load_manifest
 
     if not args.data:
         raise UsageError("no data; pass --data ROOT or set CITYSCAPES_DATASET")

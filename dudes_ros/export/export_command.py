@@ -28,10 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dudes_ros.export.manifest import sha256_file
     from dudes_ros.export.onnx_export import export_onnx
     from dudes_ros.export.parity import ParityError
     from dudes_ros.model.checkpoint import CheckpointError, load_model
+    from dudes_ros.runtime.manifest import sha256_file
 
     if args.opset < 17:
         print(f"dudes export: --opset must be >= 17, got {args.opset}", file=sys.stderr)

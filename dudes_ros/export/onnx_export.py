@@ -21,14 +21,6 @@ import torch
 
 from dudes_ros import labels
 from dudes_ros.config import to_dict
-from dudes_ros.export.deploy import DeployModel
-from dudes_ros.export.manifest import (
-    FORMAT_VERSION,
-    empty_ood_section,
-    publish_mode,
-    sha256_file,
-    write_manifest,
-)
 from dudes_ros.export.parity import (
     MAX_UNCERTAINTY_DIFF,
     MIN_LABEL_AGREEMENT,
@@ -37,6 +29,14 @@ from dudes_ros.export.parity import (
     default_parity_shapes,
 )
 from dudes_ros.model.student import SegmentationNet
+from dudes_ros.runtime.deploy import DeployModel
+from dudes_ros.runtime.manifest import (
+    FORMAT_VERSION,
+    empty_ood_section,
+    publish_mode,
+    sha256_file,
+    write_manifest,
+)
 
 LOG = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
@@ -91,7 +91,7 @@ def _versions() -> dict:
 def build_manifest(net: SegmentationNet, *, model_name: str, onnx_sha256: str, opset: int,
                    metadata: dict | None, source: dict | None,
                    parity: list[ParityReport]) -> dict:
-    """The manifest dict for an exported student (see ``dudes_ros.export.manifest``)."""
+    """The manifest dict for an exported student (see ``dudes_ros.runtime.manifest``)."""
     config = net.config
     return {
         "format_version": FORMAT_VERSION,

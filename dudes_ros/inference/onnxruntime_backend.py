@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dudes_ros.export.manifest import ModelFileError, check_onnx_file
 from dudes_ros.inference.predictor import Predictor, check_batch
+from dudes_ros.runtime.manifest import ModelFileError, check_onnx_file
 
 LOG = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dudes_ros.export.deploy import DeployModel
 from dudes_ros.inference.predictor import Predictor, check_batch
 from dudes_ros.model.student import SegmentationNet
+from dudes_ros.runtime.deploy import DeployModel
 
 LOG = logging.getLogger(__name__)
 MAX_GRAPHS = 4
@@ -117,7 +117,7 @@ class TorchPredictor(Predictor):
         import onnx
         from onnx2torch import convert
 
-        from dudes_ros.export.manifest import check_onnx_file
+        from dudes_ros.runtime.manifest import check_onnx_file
 
         manifest, digest = check_onnx_file(Path(path))
         with warnings.catch_warnings():

@@ -31,20 +31,20 @@ from rosbags.typesys import get_typestore
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool
 
-from dudes_ros.bag.reader import COMPRESSED_IMAGE, IMAGE, OUTPUT_TYPESTORE
 from dudes_ros.config import ConfigError
+from dudes_ros.messages.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
+from dudes_ros.messages.outputs import IMAGE_TOPICS, OUTPUT_TOPICS, OutputBuilder
+from dudes_ros.messages.types import (
+    BOOL,
+    COMPRESSED_IMAGE,
+    DIAGNOSTIC_ARRAY,
+    IMAGE,
+    OUTPUT_TYPESTORE,
+)
 from dudes_ros.perception import FrameResult, OodConfig, PerceptionCore
 from dudes_ros.ros import params
 from dudes_ros.ros.cdr_publisher import CdrPublisher
-from dudes_ros.ros.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
 from dudes_ros.ros.intake import Intake, Taken, WorkerOwned
-from dudes_ros.ros.outputs import (
-    BOOL,
-    DIAGNOSTIC_ARRAY,
-    IMAGE_TOPICS,
-    OUTPUT_TOPICS,
-    OutputBuilder,
-)
 
 _MSG_CLASSES = {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}  # OUTPUT_TOPICS
 _LEVEL = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
@@ -495,7 +495,7 @@ def _calibration(model: Path) -> dict | None:
     """The manifest's ``"ood"`` section for an ONNX model (None for a .pt checkpoint)."""
     if model.suffix != ".onnx":
         return None
-    from dudes_ros.export.manifest import load_manifest
+    from dudes_ros.runtime.manifest import load_manifest
 
     return load_manifest(model).get("ood")
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from dudes_ros.config import check
-from dudes_ros.export.manifest import check_onnx_file
 from dudes_ros.runtime.cuda import gpu_info
 from dudes_ros.runtime.engine_cache import (
     PRECISIONS,
@@ -28,6 +27,7 @@ from dudes_ros.runtime.engine_cache import (
     EngineKey,
     Progress,
 )
+from dudes_ros.runtime.manifest import check_onnx_file
 from dudes_ros.runtime.tensorrt_build import (
     build_serialized_engine,
     calibration_cache_path,

@@ -19,13 +19,10 @@ import cv2
 import numpy as np
 from rosbags.typesys.store import Typestore
 
-from dudes_ros.bag.reader import IMAGE
 from dudes_ros.labels import colorize
+from dudes_ros.messages.conversions import array_to_image_fields
+from dudes_ros.messages.types import BOOL, DIAGNOSTIC_ARRAY, IMAGE
 from dudes_ros.perception import FrameResult
-from dudes_ros.ros.conversions import array_to_image_fields
-
-DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
-BOOL = "std_msgs/msg/Bool"
 
 # topic suffix -> message type, in the order messages are written for a frame
 OUTPUT_TOPICS: dict[str, str] = {
