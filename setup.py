@@ -16,7 +16,6 @@ RUNTIME = [
     "psutil>=5.9",
     "onnxruntime>=1.17",
     "rosbags>=0.10",
-    "rosbags-image>=0.10",
     "scikit-image>=0.22",  # public-domain photos for synthetic anomalies (demo, data)
 ]
 EXTRAS = {
@@ -27,8 +26,10 @@ EXTRAS = {
     "eval": ["scikit-learn>=1.3", "torchmetrics>=1.0",
              "cityscapesscripts>=2.2"],
     # launch (tests/test_launch.py) needs osrf-pycommon; colcon builds the package there
-    "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "mcap>=1.1",
-             "mcap-ros2-support>=0.5", "osrf-pycommon>=2", "colcon-common-extensions>=0.3"],
+    # rosbags-image cross-checks the package's own Image decoder (tests/test_conversions.py)
+    "test": ["rosbags-image>=0.10", "pytest>=8", "pytest-timeout>=2", "hypothesis>=6",
+             "ruff>=0.5", "mcap>=1.1", "mcap-ros2-support>=0.5", "osrf-pycommon>=2",
+             "colcon-common-extensions>=0.3"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 

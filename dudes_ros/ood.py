@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 # Debounce defaults (frames), used by the node's parameters, the demo and bag processing.
@@ -54,3 +56,15 @@ class Hysteresis:
     def reset(self) -> None:
         self.active = False
         self._run = 0
+
+
+def runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
+    """Half-open ``[start, end)`` index intervals where ``flags`` is True."""
+    intervals, start = [], None
+    for i, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            intervals.append((start, i))
+            start = None
+    return intervals

@@ -39,10 +39,11 @@ from dudes_ros.bag.reader import BagError, BagReader, ImageTopic, check_ros2_lay
 from dudes_ros.bag.staging import check_destination, staged_output
 from dudes_ros.bag.summary import RunRecorder, format_summary
 from dudes_ros.config import ConfigError
+from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.messages.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
 from dudes_ros.messages.outputs import DEFAULT_IMAGES, OUTPUT_TOPICS, OutputBuilder
-from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE
+from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE, ROSBAG2_VERSION
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.perception import OodConfig, PerceptionCore
 
@@ -51,7 +52,6 @@ LOG = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 TIMELINE_FILE = "ood_timeline.png"
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
-ROSBAG2_VERSION = 9  # the version Kilted's rosbag2 writes
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="student .onnx (with its .json manifest beside it) or .pt "
                         "checkpoint (default: the bundled engines/dudes_student.onnx)")
     parser.add_argument("--backend", default="auto",
-                        choices=["auto", "tensorrt", "onnxruntime", "torch"])
+                        choices=BACKENDS)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--topics", nargs="+", default=(), metavar="TOPIC",
                         help="image topics to process (default: every Image/CompressedImage "
@@ -224,14 +224,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def ood_from_args(args: argparse.Namespace, model: Path) -> OodConfig:
     """OOD settings: the ONNX ``model``'s manifest calibration, overridden by the flags."""
-    calibration = None
-    if model.suffix == ".onnx":
-        from dudes_ros.runtime.manifest import load_manifest
+    from dudes_ros.runtime.manifest import ood_calibration
 
-        calibration = load_manifest(model).get("ood")
     overrides = {name: getattr(args, name) for name in
                  ("pixel_threshold", "frame_threshold", "raise_after", "clear_after")}
-    return OodConfig.from_calibration(calibration, **overrides)
+    return OodConfig.from_calibration(ood_calibration(model), **overrides)
 
 
 def _choose_before_loading(args: argparse.Namespace) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dudes_ros.ood import runs
 from dudes_ros.perception import FrameResult, OodConfig
 
 NS = 1e-9
@@ -40,17 +41,8 @@ class TopicRecord:
 def alarm_intervals(times_ns: list[int], alarms: list[bool]) -> list[tuple[int, int, bool]]:
     """``[(start_ns, end_ns, open)]``: from the first frame with the alarm raised to the first
     frame with it cleared; an alarm still raised at the end runs to the last frame (open)."""
-    intervals = []
-    start = None
-    for t, alarm in zip(times_ns, alarms, strict=True):
-        if alarm and start is None:
-            start = t
-        elif not alarm and start is not None:
-            intervals.append((start, t, False))
-            start = None
-    if start is not None:
-        intervals.append((start, times_ns[-1], True))
-    return intervals
+    return [(times_ns[start], times_ns[min(end, len(times_ns) - 1)], end == len(times_ns))
+            for start, end in runs(alarms)]
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -127,10 +119,9 @@ class RunRecorder:
 
     def write_timeline(self, path: Path) -> None:
         """PNG of the OOD score per camera over bag time, threshold and alarm intervals."""
-        import matplotlib
+        from dudes_ros.plots import pyplot
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
+        plt = pyplot()
 
         records = list(self.records.values())
         fig, axes = plt.subplots(len(records), 1, sharex=True, squeeze=False,

@@ -24,7 +24,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import get_typestore
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 from tqdm import tqdm
@@ -33,10 +33,10 @@ from dudes_ros.demo.node_process import NodeProcess
 from dudes_ros.demo.report import OUTPUTS, FrameRecord
 from dudes_ros.demo.sources import Drive
 from dudes_ros.messages.conversions import array_to_rclpy_image_fields
+from dudes_ros.messages.types import OUTPUT_TYPESTORE, ROSBAG2_VERSION, stamp_ns
 
 LOG = logging.getLogger(__name__)
 FRAME_ID = "dudes_demo_camera"
-ROSBAG2_VERSION = 9  # what Kilted's rosbag2 writes
 DIAGNOSTICS_WAIT_S = 2.5  # the node's default diagnostics_period is 1 s
 MESSAGE_CLASSES = {"image": Image, "segmentation": Image, "uncertainty": Image,
                    "confidence": Image, "ood": DiagnosticArray, "ood_alarm": Bool}
@@ -60,10 +60,6 @@ class PlayResult:
     unmatched: dict[str, int]
     connect_s: float
     stream_s: float
-
-
-def _stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class _Session:
@@ -94,7 +90,7 @@ class _Session:
             record.alarm = bool(deserialize_message(raw, Bool).data)
         else:
             msg = deserialize_message(raw, MESSAGE_CLASSES[suffix])
-            record = self.by_stamp.get(_stamp_ns(msg.header))
+            record = self.by_stamp.get(stamp_ns(msg.header))
             if record is None or suffix in record.received:
                 self.unmatched[suffix] += 1
                 return
@@ -122,7 +118,7 @@ def play(drive: Drive, node: NodeProcess, bag_path: Path, *, namespace: str, rat
     seconds.
     """
     begin = time.monotonic()
-    typestore = get_typestore(Stores.ROS2_KILTED)
+    typestore = get_typestore(OUTPUT_TYPESTORE)
     context = Context()
     rclpy.init(args=[], context=context)
     ros_node = rclpy.create_node("dudes_demo_camera", context=context)
@@ -205,7 +201,7 @@ def _publish_all(drive: Drive, executor: SingleThreadedExecutor, ros_node: Any,
         msg = Image(**array_to_rclpy_image_fields(rgb, "rgb8"))
         msg.header.frame_id = FRAME_ID
         msg.header.stamp = ros_node.get_clock().now().to_msg()
-        record = FrameRecord(index, _stamp_ns(msg.header), rgb.shape[0], rgb.shape[1],
+        record = FrameRecord(index, stamp_ns(msg.header), rgb.shape[0], rgb.shape[1],
                              published=time.monotonic())
         session.published(record, serialize_message(msg))
         publisher.publish(msg)

@@ -107,23 +107,15 @@ def ood_parameters(model: Path, pixel: float | None, frame: float | None, raise_
     """The node's ``ood.*`` parameters (explicit values win over the manifest's calibration)
     and the manifest (``{}`` for a checkpoint). Raises ``ConfigError`` naming a threshold
     that neither gives."""
-    manifest: dict = {}
-    if model.suffix == ".onnx":
-        from dudes_ros.runtime.manifest import load_manifest
+    from dudes_ros.perception import OodConfig
+    from dudes_ros.runtime.manifest import load_manifest, ood_calibration
 
-        manifest = load_manifest(model)
-    calibration = manifest.get("ood") or {}
-    values: dict[str, float | int] = {}
-    for name, given in (("pixel_threshold", pixel), ("frame_threshold", frame)):
-        value = given if given is not None else calibration.get(name)
-        if value is None or not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-            raise ConfigError(f"ood.{name}: {model} has no OOD calibration ({name} is "
-                              f"{calibration.get(name)!r}) and --{name.replace('_', '-')} "
-                              f"gave {given!r}; expected a number in [0, 1] (run "
-                              "`dudes calibrate` on the model or pass the threshold)")
-        values[f"ood.{name}"] = float(value)
-    values["ood.raise_after"] = raise_after
-    values["ood.clear_after"] = clear_after
+    ood = OodConfig.from_calibration(ood_calibration(model), pixel_threshold=pixel,
+                                     frame_threshold=frame, raise_after=raise_after,
+                                     clear_after=clear_after)
+    values: dict[str, float | int] = {f"ood.{name}": getattr(ood, name) for name in (
+        "pixel_threshold", "frame_threshold", "raise_after", "clear_after")}
+    manifest = load_manifest(model) if model.suffix == ".onnx" else {}
     return values, manifest
 
 

@@ -13,13 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-import numpy as np  # noqa: E402
-
-from dudes_ros.labels import colorize  # noqa: E402
+from dudes_ros.labels import colorize
+from dudes_ros.ood import runs
+from dudes_ros.plots import pyplot
 
 OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood", "ood_alarm")
 """Output topic suffixes recorded for every frame (the colour images are left lazy)."""
@@ -60,18 +58,6 @@ class FrameRecord:
     def latency_ms(self) -> float | None:
         """Publish to the last output's arrival, ms (None for an incomplete frame)."""
         return (max(self.received.values()) - self.published) * 1e3 if self.complete else None
-
-
-def runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
-    """Half-open ``[start, end)`` index intervals where ``flags`` is True."""
-    intervals, start = [], None
-    for i, flag in enumerate([*flags, False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            intervals.append((start, i))
-            start = None
-    return intervals
 
 
 def _anomaly_section(in_view: Sequence[bool], alarms: list[tuple[int, int]],
@@ -184,7 +170,7 @@ def timeline_png(path: Path, summary: dict, title: str) -> None:
     index = [f["index"] for f in frames]
     scores = [np.nan if f["score"] is None else f["score"] for f in frames]
     thresholds = [np.nan if f["threshold"] is None else f["threshold"] for f in frames]
-    fig, (ax, bars) = plt.subplots(2, 1, figsize=(10, 4.2), sharex=True,
+    fig, (ax, bars) = pyplot().subplots(2, 1, figsize=(10, 4.2), sharex=True,
                                    gridspec_kw={"height_ratios": [4, 1]})
     in_view = [f["in_view"] for f in frames]
     view_runs = runs([bool(v) for v in in_view]) if None not in in_view else []
@@ -215,7 +201,7 @@ def timeline_png(path: Path, summary: dict, title: str) -> None:
     bars.set_xlim(-0.5, max(index, default=0) + 0.5)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def select_frames(summary: dict, n: int = 6) -> list[int]:
@@ -247,9 +233,8 @@ def read_frames(bag_path: Path, namespace: str,
                 stamps: dict[int, int]) -> dict[int, dict[str, np.ndarray]]:
     """``{frame index: {suffix: array}}`` for the image topics of the frames whose header
     stamps are ``stamps`` (``{stamp_ns: index}``), decoded from the recorded bag."""
-    from rosbags.image import message_to_cvimage
-
     from dudes_ros.bag.reader import BagReader
+    from dudes_ros.messages.conversions import RECORDED_ENCODINGS, image_to_array
 
     suffixes = ("image", "segmentation", "uncertainty", "confidence")
     topics = [f"{namespace}/{s}" for s in suffixes]
@@ -260,7 +245,7 @@ def read_frames(bag_path: Path, namespace: str,
                 continue
             msg = bag.deserialize(message)
             suffix = message.topic.rsplit("/", 1)[1]
-            array = message_to_cvimage(msg)  # mono8 and 32FC1 come back as [H, W, 1]
+            array = image_to_array(msg, encodings=RECORDED_ENCODINGS)  # [H, W, C]
             found[stamps[message.timestamp]][suffix] = (array[..., 0] if array.ndim == 3
                                                         and array.shape[2] == 1 else array)
     return found
@@ -276,7 +261,7 @@ def contact_sheet_png(path: Path, bag_path: Path, namespace: str, summary: dict,
     h, w = next(iter(images.values()))["image"].shape[:2] if chosen else (1, 1)
     panel_h = 1.6  # inches
     panel_w = panel_h * min(max(w / h, 0.5), 2.5)
-    fig, axes = plt.subplots(max(len(chosen), 1), 4, squeeze=False,
+    fig, axes = pyplot().subplots(max(len(chosen), 1), 4, squeeze=False,
                              figsize=(4 * panel_w + 1.0, max(len(chosen), 1) * panel_h + 0.6))
     titles = ("camera", "segmentation (trainIds)", "uncertainty u (inferno, 0-1)",
               "confidence (white = certain)")
@@ -304,5 +289,5 @@ def contact_sheet_png(path: Path, bag_path: Path, namespace: str, summary: dict,
         axes[row, 0].set_ylabel("\n".join(state), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     return chosen

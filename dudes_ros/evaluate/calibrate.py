@@ -38,6 +38,7 @@ from tqdm import tqdm
 from dudes_ros.argtypes import positive_int
 from dudes_ros.errors import UsageError
 from dudes_ros.evaluate import metrics as mt
+from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.labels import IGNORE_INDEX
 
@@ -146,7 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in-domain pixel uncertainty (default) or PAvPU-optimal")
     parser.add_argument("--pixel-quantile", type=float, default=DEFAULT_PIXEL_QUANTILE,
                         help=f"with --pixel-rule quantile (default {DEFAULT_PIXEL_QUANTILE})")
-    parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="backend that runs the model (default: auto)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--limit", type=positive_int, default=None,

@@ -15,33 +15,32 @@ import logging
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from dudes_ros.argtypes import image_size, positive_int  # noqa: E402
-from dudes_ros.errors import UsageError  # noqa: E402
-from dudes_ros.labels import CLASS_NAMES, IGNORE_INDEX, colorize  # noqa: E402
-from dudes_ros.runtime.manifest import atomic_write_bytes  # noqa: E402
+from dudes_ros.argtypes import image_size, positive_int
+from dudes_ros.errors import UsageError
+from dudes_ros.inference.factory import BACKENDS
+from dudes_ros.labels import CLASS_NAMES, IGNORE_INDEX, colorize
+from dudes_ros.plots import pyplot
+from dudes_ros.runtime.manifest import atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
 
 
-def _save(fig: plt.Figure, path: Path) -> str:
+def _save(fig: Figure, path: Path) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path.name
 
 
 def plot_reliability(results: dict, path: Path) -> str:
     models = {name: ms for name, ms in results["models"].items() if ms["reliability"]}
-    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(models), figsize=(4 * len(models), 4), squeeze=False)
     for ax, (name, ms) in zip(axes[0], models.items(), strict=True):
         rel = ms["reliability"]
         edges = np.asarray(rel["edges"])
@@ -58,7 +57,7 @@ def plot_reliability(results: dict, path: Path) -> str:
 
 
 def plot_removal(results: dict, path: Path) -> str:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     for name, ms in results["methods"].items():
         curve = ms["errors"]["removal_curve"]
         ax.plot([100 * p["removed"] for p in curve],
@@ -72,7 +71,7 @@ def plot_removal(results: dict, path: Path) -> str:
 
 
 def plot_roc_pr(results: dict, key: str, title: str, path: Path) -> str:
-    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (roc_ax, pr_ax) = pyplot().subplots(1, 2, figsize=(10, 4))
     for name, ms in results["methods"].items():
         curves = ms[key]
         roc_ax.plot(curves["roc"]["fpr"], curves["roc"]["tpr"], label=name)
@@ -95,7 +94,7 @@ def plot_examples(examples: list[dict], path: Path) -> str:
     """One row per example: image, ground truth, prediction, error map (legend below the
     figure), u_S and u_T on one colour scale per row (colour bar beside u_T)."""
     columns = ["image", "ground truth", "prediction", "error", "u_S", "u_T"]
-    fig, axes = plt.subplots(len(examples), len(columns),
+    fig, axes = pyplot().subplots(len(examples), len(columns),
                              figsize=(2.6 * len(columns) + 0.6, 1.6 * len(examples) + 0.8),
                              squeeze=False)
     for row, ex in zip(axes, examples, strict=True):
@@ -243,7 +242,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--member", type=Path, default=None,
                         help="the single-member baseline checkpoint (default: first teacher "
                         "member)")
-    parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="backend that runs the deployed model (default: auto)")
     parser.add_argument("--pixel-threshold", type=float, default=None,
                         help="student pixel threshold (overrides the manifest)")

@@ -7,9 +7,12 @@ come back as a zero-copy view of the message buffer. Every rejection raises ``Im
 whose ``reason`` is a short key (for counting) and whose message says what was wrong and what
 was expected.
 
-cv_bridge is not used: the package-index build is broken on numpy 2 and a ROS install's one is
-not importable from a plain venv, and the conversions needed here are a reshape and a channel
-swap that numpy and OpenCV do directly.
+This is the package's one Image decoder, written by hand on purpose: cv_bridge's package-index
+build is broken on numpy 2 and a ROS install's one is not importable from a plain venv, and
+rosbags-image (a test dependency, used to cross-check this module) copies and reads rows as
+unpadded (ignoring ``step``), where the node needs zero-copy views of the received buffer, ``step``
+validation before anything is allocated and rejection reasons it can count. The conversions
+themselves are a reshape and a channel swap that numpy and OpenCV do directly.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ INPUT_ENCODINGS: dict[str, tuple[int, int, str]] = {
     "bgra16": (4, 2, "bgr"),
     "mono16": (1, 2, "mono"),
 }
+
+# What ``image_to_array(..., encodings=RECORDED_ENCODINGS)`` also reads back: every input
+# encoding and the uncertainty output (32FC1), e.g. from a bag the node recorded.
+RECORDED_ENCODINGS = {**INPUT_ENCODINGS, "32FC1": (1, 4, "mono")}
 
 # encoding -> (channels, numpy dtype) for the images this package publishes
 OUTPUT_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
@@ -77,14 +84,16 @@ def _buffer(data: Any) -> np.ndarray:
                             "array.array or a numpy array of uint8") from exc
 
 
-def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The pixels of a supported input Image as ``uint8 or uint16 [H, W, C]`` in native byte
-    order and the message's own channel order; padding bytes at row ends are skipped."""
+def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   encodings: dict[str, tuple[int, int, str]] = INPUT_ENCODINGS) -> np.ndarray:
+    """The pixels of an Image in one of ``encodings`` as ``uint8, uint16 or float32 [H, W, C]``
+    in native byte order and the message's own channel order; padding bytes at row ends are
+    skipped."""
     encoding = str(msg.encoding)
-    if encoding not in INPUT_ENCODINGS:
+    if encoding not in encodings:
         raise ImageRejected("unknown_encoding", f"encoding {encoding!r} is not supported; "
-                            f"expected one of {sorted(INPUT_ENCODINGS)}")
-    channels, depth, _ = INPUT_ENCODINGS[encoding]
+                            f"expected one of {sorted(encodings)}")
+    channels, depth, _ = encodings[encoding]
     try:
         height, width, step = int(msg.height), int(msg.width), int(msg.step)
     except (TypeError, ValueError) as exc:
@@ -105,11 +114,13 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     rows = data[: step * height].reshape(height, step)[:, :row_bytes]
     if depth == 1:
         return rows.reshape(height, width, channels)
-    dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
-    if rows.strides[0] % 2 or rows.ctypes.data % 2:
-        rows = np.ascontiguousarray(rows)  # odd step or offset: .view needs aligned rows
+    kind = "f" if encoding == "32FC1" else "u"
+    dtype = np.dtype(f"{'>' if msg.is_bigendian else '<'}{kind}{depth}")
+    if rows.strides[0] % depth or rows.ctypes.data % depth:
+        rows = np.ascontiguousarray(rows)  # unaligned step or offset: .view needs aligned rows
     pixels = rows.view(dtype).reshape(height, width, channels)
-    return pixels.astype(np.uint16) if dtype != np.dtype(np.uint16) else pixels
+    native = dtype.newbyteorder("=")
+    return pixels.astype(native) if dtype != native else pixels
 
 
 def image_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -40,11 +40,13 @@ from dudes_ros.messages.types import (
     DIAGNOSTIC_ARRAY,
     IMAGE,
     OUTPUT_TYPESTORE,
+    stamp_ns,
 )
 from dudes_ros.perception import FrameResult, OodConfig, PerceptionCore
 from dudes_ros.ros import params
 from dudes_ros.ros.cdr_publisher import CdrPublisher
 from dudes_ros.ros.intake import Intake, Taken, WorkerOwned
+from dudes_ros.runtime.manifest import ood_calibration
 
 _MSG_CLASSES = {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}  # OUTPUT_TOPICS
 _LEVEL = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
@@ -62,10 +64,6 @@ _STALE_HINT = ("a recording played with its original stamps? `dudes replay` rest
 def topic(camera: str, name: str) -> str:
     """Relative topic of ``name`` for ``camera`` ("" = un-prefixed single camera)."""
     return f"{camera}/{name}" if camera else name
-
-
-def _stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class Stats:
@@ -250,7 +248,7 @@ class DudesNode(Node):
         if not model.is_file():
             raise ConfigError(f"parameter model: invalid value {config.model!r}; expected an "
                               f"existing .onnx or .pt file ({model} does not exist)")
-        self.calibration = _calibration(model)
+        self.calibration = ood_calibration(model)
         ood = OodConfig.from_calibration(
             self.calibration, pixel_threshold=config.ood_pixel_threshold,
             frame_threshold=config.ood_frame_threshold, raise_after=config.ood_raise_after,
@@ -375,7 +373,7 @@ class DudesNode(Node):
                 self._log_throttled("cdr", f"camera {camera!r}: rejected a message that is not "
                                     f"a CDR-encoded {msgtype}: {exc!r}")
                 continue
-            stamp = _stamp_ns(msg.header)
+            stamp = stamp_ns(msg.header)
             age = (now_ns - stamp) * 1e-9 if stamp else math.nan
             if config.max_input_age > 0 and age > config.max_input_age:
                 self.stats.count("dropped_stale")
@@ -489,15 +487,6 @@ def _bundled_model() -> Path:
     from dudes_ros.resources import bundled_model
 
     return bundled_model()
-
-
-def _calibration(model: Path) -> dict | None:
-    """The manifest's ``"ood"`` section for an ONNX model (None for a .pt checkpoint)."""
-    if model.suffix != ".onnx":
-        return None
-    from dudes_ros.runtime.manifest import load_manifest
-
-    return load_manifest(model).get("ood")
 
 
 def main(args: list[str] | None = None) -> int:

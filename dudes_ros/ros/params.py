@@ -19,6 +19,7 @@ from typing import Any
 from dudes_ros.argtypes import image_size
 from dudes_ros.config import ConfigError
 from dudes_ros.inference.factory import BACKENDS, check_device
+from dudes_ros.messages.conversions import DEFAULT_MAX_PIXELS
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.runtime.engine_cache import PRECISIONS
 from dudes_ros.runtime.tensorrt_engine import EngineSettings
@@ -123,7 +124,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "by nearest neighbour, uncertainty by area averaging, confidence from the scaled "
               "uncertainty; the OOD score is always taken at full size); 1.0 = the input's "
               "size, which nav2's semantic_segmentation_layer needs", _scale),
-    ParamSpec("max_pixels", 4096 * 4096, "largest accepted width*height; bigger claims are "
+    ParamSpec("max_pixels", DEFAULT_MAX_PIXELS, "largest accepted width*height; bigger claims are "
               "rejected before any allocation", _at_least(1)),
     ParamSpec("ood.pixel_threshold", math.nan, "a pixel is uncertain when u > this; NaN = "
               "the model manifest's calibrated value", _threshold, runtime=True),

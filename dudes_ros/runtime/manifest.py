@@ -112,6 +112,14 @@ def check_onnx_file(onnx_path: str | Path) -> tuple[dict, str]:
     return manifest, digest
 
 
+def ood_calibration(model: str | Path) -> dict | None:
+    """The ``"ood"`` section of an ONNX model's manifest (None for a .pt checkpoint, which has
+    no manifest): the one place the node, ``process-bag`` and the demo read thresholds from."""
+    if Path(model).suffix != ".onnx":
+        return None
+    return load_manifest(model).get("ood")
+
+
 def write_manifest(onnx_path: str | Path, manifest: dict) -> Path:
     """Write ``manifest`` atomically beside ``onnx_path``; returns the manifest's path."""
     path = manifest_path(onnx_path)
