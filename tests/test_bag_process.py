@@ -390,3 +390,12 @@ def test_cli_chooses_topics_before_the_model_loads(tmp_path, student_onnx, monke
     assert "'/cam/segmentation', '/cam/uncertainty/color'" in err and loaded == []
     assert cli_main([*args, "--topics", "/cam/segmentation"]) == 0
     assert "processing /cam/segmentation\n" in capsys.readouterr().out and len(loaded) == 1
+
+
+def test_alarm_intervals_close_on_the_first_cleared_frame_and_stay_open_at_the_end():
+    from dudes_ros.bag.summary import alarm_intervals
+
+    times = [10, 20, 30, 40, 50, 60]
+    assert alarm_intervals(times, [False, True, True, False, True, True]) == [
+        (20, 40, False), (50, 60, True)]
+    assert alarm_intervals(times, [False] * 6) == []

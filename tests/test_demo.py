@@ -16,9 +16,9 @@ from dudes_ros import cli
 from dudes_ros.config import ConfigError
 from dudes_ros.demo import command
 from dudes_ros.demo.node_process import node_command, ros_value
-from dudes_ros.demo.report import FrameRecord, runs, select_frames, summarize
+from dudes_ros.demo.report import FrameRecord, select_frames, summarize
 from dudes_ros.demo.sources import bag_drive, image_folder_drive, synthetic_drive
-from dudes_ros.ood import Hysteresis, uncertain_fraction
+from dudes_ros.ood import Hysteresis, runs, uncertain_fraction
 from tests.helpers.bags import Camera, write_image_bag
 
 NS = command.NAMESPACE
