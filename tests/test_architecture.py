@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"perception", "inference"}),
     ("runtime", {"runtime"}),
     ("base", {"labels", "config", "uncertainty", "ood", "model", "data", "resources",
-              "errors", "argtypes", "plots"}),
+              "errors", "argtypes", "plots", "files"}),
 ]
 RANK = {package: i for i, (_, packages) in enumerate(LAYERS) for package in packages}
 LAYER = {package: name for name, packages in LAYERS for package in packages}

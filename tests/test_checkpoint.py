@@ -104,7 +104,7 @@ def test_checkpoints_are_written_0644_like_manifests(tmp_path) -> None:
     import os
     import stat
 
-    from dudes_ros.runtime.manifest import atomic_write_bytes
+    from dudes_ros.files import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

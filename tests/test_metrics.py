@@ -244,3 +244,29 @@ def test_quantile_threshold_leaves_the_stated_share_above() -> None:
     assert m.quantile_threshold(m.BinaryHistogram(), 0.999) == 1.0
     with pytest.raises(ValueError, match=r"quantile must lie in \(0, 1\), got 1.0"):
         m.quantile_threshold(h, 1.0)
+
+
+def test_training_accumulators_report_what_the_evaluation_reports():
+    """train.metrics accumulates on the device (for DDP) but must give evaluate's numbers."""
+    import torch
+
+    from dudes_ros.train.metrics import ConfusionMatrix as DeviceConfusion
+    from dudes_ros.train.metrics import PearsonAccumulator
+
+    rng = np.random.default_rng(11)
+    gt = rng.integers(0, 4, (2, 6, 7))
+    gt[0, 0] = 255
+    pred = rng.integers(0, 4, (2, 6, 7))
+    device, host = DeviceConfusion(4, torch.device("cpu")), m.ConfusionMatrix(num_classes=4)
+    device.update(torch.from_numpy(gt), torch.from_numpy(pred))
+    for p, g in zip(pred, gt, strict=True):
+        host.update(p, g)
+    assert device.miou() == pytest.approx(host.miou())
+    np.testing.assert_allclose(device.iou(), host.iou())
+    x, y = rng.random((2, 50)), rng.random((2, 50))
+    acc, run = PearsonAccumulator(torch.device("cpu")), m.RunningCorrelation()
+    for a, b in zip(x, y, strict=True):
+        acc.update(torch.from_numpy(a), torch.from_numpy(b))
+        run.update(a, b)
+    assert acc.value() == pytest.approx(run.pearson(), abs=1e-12)
+    assert acc.value() == pytest.approx(np.corrcoef(x.ravel(), y.ravel())[0, 1], abs=1e-12)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from dudes_ros.data import textures
 from dudes_ros.data.anomalies import Sprite, random_sprite
 from dudes_ros.data.street import Z_CLIP, Canvas, World, rasterize
 from dudes_ros.data.street_layout import build_world, random_camera
+from dudes_ros.files import atomic_write_bytes
 from dudes_ros.labels import IGNORE_INDEX, TRAIN_ID_TO_ID
 
 ANOMALY_STREAM, TEXTURE_STREAM, NOISE_STREAM = 1, 2, 3
@@ -342,18 +341,6 @@ def scene_seed(seed: int, split: str, index: int) -> int:
     return int(state.generate_state(1)[0])
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _png(array: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", array)
     if not ok:
@@ -361,14 +348,19 @@ def _png(array: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _write(path: Path, data: bytes) -> None:
+    # Rendered data is cheap to regenerate: atomic (never a half PNG), but not fsync-ed.
+    atomic_write_bytes(path, data, sync=False)
+
+
 def write_scene(root: Path, split: str, city: str, stem: str, scene: Scene) -> None:
     """Write one scene as Cityscapes files under ``root`` (labelIds, not trainIds)."""
     root = Path(root)
-    _atomic_write(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
+    _write(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
                   _png(cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR)))
     gt = root / "gtFine" / split / city
-    _atomic_write(gt / f"{stem}_gtFine_labelIds.png", _png(TRAIN_ID_TO_ID[scene.train_ids]))
-    _atomic_write(gt / f"{stem}_gtFine_anomalyMask.png",
+    _write(gt / f"{stem}_gtFine_labelIds.png", _png(TRAIN_ID_TO_ID[scene.train_ids]))
+    _write(gt / f"{stem}_gtFine_anomalyMask.png",
                   _png(scene.anomaly_mask.astype(np.uint8) * 255))
 
 
@@ -436,5 +428,5 @@ def write_sequence_layout(root: str | Path, split: str, count: int, seed: int,
 
 
 def _write_meta(root: Path, split: str, city: str, meta: dict) -> None:
-    _atomic_write(root / f"synthetic_{split}_{city}.json",
+    _write(root / f"synthetic_{split}_{city}.json",
                   json.dumps(meta, indent=1).encode())

@@ -389,6 +389,13 @@ def _pavpu(n_ac: int, n_au: int, n_ic: int, n_iu: int) -> dict:
             "pavpu": ratio(n_ac + n_iu, total), "uncertain_share": ratio(n_au + n_iu, total)}
 
 
+def pearson_from_comoments(m2x: float, m2y: float, cxy: float) -> float:
+    """Pearson r from the co-moments sum((x - mean x)^2), sum((y - mean y)^2),
+    sum((x - mean x)(y - mean y)); NaN when either map is constant."""
+    denom = math.sqrt(m2x * m2y) if m2x > 0 and m2y > 0 else 0.0
+    return cxy / denom if denom > 0 else math.nan
+
+
 class RunningCorrelation:
     """Pearson r and RMSE between two pixel maps, merged image by image (Chan et al.'s
     pairwise update of means and co-moments, numerically stable over billions of pixels)."""
@@ -422,8 +429,7 @@ class RunningCorrelation:
         self.sq_diff += float(d @ d)
 
     def pearson(self) -> float:
-        denom = math.sqrt(self.m2x * self.m2y)
-        return self.cxy / denom if denom > 0 else math.nan
+        return pearson_from_comoments(self.m2x, self.m2y, self.cxy)
 
     def rmse(self) -> float:
         return math.sqrt(self.sq_diff / self.n) if self.n else math.nan

@@ -22,10 +22,10 @@ from matplotlib.patches import Patch
 
 from dudes_ros.argtypes import image_size, positive_int
 from dudes_ros.errors import UsageError
+from dudes_ros.files import atomic_write_bytes
 from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.labels import CLASS_NAMES, IGNORE_INDEX, colorize
 from dudes_ros.plots import pyplot
-from dudes_ros.runtime.manifest import atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +26,12 @@ from dudes_ros.export.parity import (
     check_parity,
     default_parity_shapes,
 )
+from dudes_ros.files import staged
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.runtime.deploy import DeployModel
 from dudes_ros.runtime.manifest import (
     FORMAT_VERSION,
     empty_ood_section,
-    publish_mode,
     sha256_file,
     write_manifest,
 )
@@ -151,11 +149,7 @@ def export_onnx(net: SegmentationNet, output: str | Path, *, model_name: str | N
     deploy = DeployModel(net.float().cpu(), always_resize=True).eval()
     h, w = net.config.input_size
     example = torch.zeros(2, h, w, 3, dtype=torch.uint8)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".onnx.tmp",
-                                    dir=output.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with staged(output) as tmp:  # nothing reaches ``output`` unless parity holds
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(deploy, (example,), str(tmp), dynamo=False, opset_version=opset,
@@ -169,11 +163,6 @@ def export_onnx(net: SegmentationNet, output: str | Path, *, model_name: str | N
             LOG.debug("parity %s: labels agree on %.4f%%, max |du| %.2e", list(r.shape),
                      100 * r.label_agreement, r.max_uncertainty_diff)
         digest = sha256_file(tmp)
-        publish_mode(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     manifest = build_manifest(net, model_name=model_name or output.stem, onnx_sha256=digest,
                               opset=opset, metadata=metadata, source=source, parity=reports)
     manifest_file = write_manifest(output, manifest)

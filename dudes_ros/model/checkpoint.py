@@ -19,8 +19,6 @@ kill during a save leaves the previous checkpoint intact, with the mode a plain 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +29,7 @@ from torch import nn
 from dudes_ros import labels
 from dudes_ros.config import ConfigError, ModelConfig, load_config, to_dict
 from dudes_ros.errors import DudesError
+from dudes_ros.files import atomic_write
 from dudes_ros.model.student import SegmentationNet
 
 FORMAT = "dudes_ros.checkpoint/1"
@@ -71,31 +70,10 @@ def _check_plain(value: Any, key: str) -> None:
                           "use dicts, lists, str, int, float, bool, None or tensors")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``
-    (mode 0666 less the umask)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file 0600; give it the mode a plain open() would (0644 under the
-        # usual umask 022), like the manifests, so other users and services can load it.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` to ``path`` atomically (``files.atomic_write``: mode 0666 less the
+    umask)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, role: Literal["member", "student"],

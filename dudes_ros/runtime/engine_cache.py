@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 from filelock import FileLock
 from tqdm import tqdm
 
-from dudes_ros.runtime.manifest import atomic_write_bytes
+from dudes_ros.files import atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dudes_ros.files import atomic_write_bytes
 from dudes_ros.runtime.engine_cache import EngineBuildError, EngineKey, Progress
-from dudes_ros.runtime.manifest import atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")

@@ -11,7 +11,7 @@ import yaml
 
 from dudes_ros.argtypes import image_size, positive_int
 from dudes_ros.config import ConfigError, to_dict
-from dudes_ros.runtime.manifest import atomic_write_bytes
+from dudes_ros.files import atomic_write_bytes
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.loop import StepCallback, Trainer
 from dudes_ros.train.recipes import load_recipe

@@ -1,7 +1,8 @@
 """Streaming validation metrics: confusion-matrix mIoU and Pearson correlation.
 
-Kept deliberately small (accumulate on the device, sum over processes, reduce once); the full
-evaluation suite lives in ``dudes_ros.evaluate``.
+The counts and sums accumulate on the training device so that DDP sums them over processes
+with one ``all_reduce`` each; the formulas that turn them into IoU and r are the evaluation
+suite's (``dudes_ros.evaluate.metrics``), so training and evaluation report the same numbers.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 
 import torch
 
+from dudes_ros.evaluate import metrics as mt
 from dudes_ros.labels import IGNORE_INDEX
 
 
@@ -31,15 +33,11 @@ class ConfusionMatrix:
 
     def iou(self) -> list[float]:
         """Per-class IoU; NaN for classes absent from both ground truth and prediction."""
-        m = self.matrix().double()
-        tp = m.diag()
-        union = m.sum(0) + m.sum(1) - tp
-        return [float(t / u) if u > 0 else math.nan for t, u in zip(tp, union, strict=True)]
+        return [float(v) for v in mt.iou_from_confusion(self.matrix().cpu().numpy())]
 
     def miou(self) -> float:
         """Mean IoU over the classes that occur (in ground truth or prediction)."""
-        values = [v for v in self.iou() if not math.isnan(v)]
-        return sum(values) / len(values) if values else math.nan
+        return mt.mean_iou(self.matrix().cpu().numpy())
 
 
 class PearsonAccumulator:
@@ -59,8 +57,4 @@ class PearsonAccumulator:
         n, sx, sy, sxx, syy, sxy = self.sums.tolist()
         if n == 0:
             return math.nan
-        cov = sxy / n - (sx / n) * (sy / n)
-        var_x, var_y = sxx / n - (sx / n) ** 2, syy / n - (sy / n) ** 2
-        if var_x <= 0 or var_y <= 0:
-            return math.nan
-        return cov / math.sqrt(var_x * var_y)
+        return mt.pearson_from_comoments(sxx - sx * sx / n, syy - sy * sy / n, sxy - sx * sy / n)
