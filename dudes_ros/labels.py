@@ -124,8 +124,8 @@ def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
 def colorize(train_ids: np.ndarray) -> np.ndarray:
     """trainIds ``uint8 [..., H, W]`` -> RGB ``uint8 [..., H, W, 3]`` (ignore is black)."""
     if train_ids.ndim == 2 and train_ids.dtype == np.uint8:
-        # OpenCV's table lookup over a 3-channel copy of the ids: a quarter of the time of
-        # numpy's fancy indexing on a 1024x2048 frame (BENCHMARKS.md, full-resolution node).
+        # OpenCV's table lookup over a 3-channel copy of the ids is several times faster than
+        # numpy's fancy indexing (BENCHMARKS.md, full-resolution node).
         return cv2.LUT(cv2.merge((train_ids, train_ids, train_ids)), _PALETTE_LUT)
     return TRAIN_ID_PALETTE[train_ids]
 

@@ -106,8 +106,7 @@ def confidence_image(uncertainty: np.ndarray) -> np.ndarray:
     """``uint8 [H, W]`` = round(255 * (1 - u)) from ``float32 [H, W]`` u (clipped to [0, 1]).
 
     OpenCV's weighted sum into ``uint8`` does the scale, the rounding (half to even, as
-    ``np.rint``) and the clip to [0, 255] in one pass over u: at 1024x512, 0.64 ms against
-    0.90 ms for a ``min`` then ``convertScaleAbs`` and 2.3 ms for the numpy expression.
+    ``np.rint``) and the clip to [0, 255] in one pass over u, where numpy needs several.
     """
     u = np.asarray(uncertainty, dtype=np.float32)
     return cv2.addWeighted(u, -255.0, u, 0.0, 255.0, dtype=cv2.CV_8U)

@@ -7,10 +7,9 @@ in-domain frames; frames whose anomaly mask marks anything are left out. Then:
    uncertainty, so a pixel counts as uncertain when it is more uncertain than 99.99 % of
    in-domain pixels and an in-domain frame scores about 0.0001 on average (an unknown object
    is a blob of such pixels; ``metrics.quantile_threshold``). The high quantile keeps the
-   in-domain frame tail low enough for a small object to pass it: for the λ = 3 bundled
-   model of 2026-11-29 the 1 % frame threshold fell from 1.36 % of the image (quantile
-   0.999) to 0.26 %, and the alarm on 12 synthetic drives rose 4 frames sooner in the median
-   (BENCHMARKS.md, OOD alarm); with ``--pixel-rule pavpu`` the PAvPU-optimal uncertainty
+   in-domain frame tail low enough for a small object to pass it (the effect on the frame
+   threshold and on alarm delays is measured in BENCHMARKS.md, OOD alarm); with
+   ``--pixel-rule pavpu`` the PAvPU-optimal uncertainty
    instead (above it a pixel is more often wrong than right,
    ``metrics.choose_pixel_threshold``: a rule about in-domain errors, which puts boundaries
    over the threshold too); or the value given with ``--pixel-threshold``. Chosen values lie

@@ -7,7 +7,7 @@ that has no TensorRT and no ONNX Runtime CUDA provider (fp32; the graph fixes it
 it uses fp16 weights (checkpoints), channels-last memory and, per static input shape, a captured
 CUDA graph with pinned host buffers (the shape of a camera stream never changes, so after the first
 frame each call is one graph replay plus the host<->device copies). ``compile=True`` additionally
-compiles the network with TorchInductor before capture (minutes at start-up, measured 1.6x faster
+compiles the network with TorchInductor before capture (minutes at start-up, faster
 on an H200; see BENCHMARKS.md).
 """
 

@@ -6,8 +6,8 @@ into a ``std::string`` while holding the GIL; with ``Typestore.serialize_cdr`` (
 copy. ``CdrPublisher`` encodes with rosbags' generated encoder (``Msgdef.serialize_cdr_le``,
 which writes into any buffer) into a buffer it keeps and hands that to
 ``rcl_publish_serialized_message`` through ``ctypes``, which releases the GIL while the
-middleware copies: a 2 MiB image reached the subscriber's middleware in 1.6 ms instead of
-5.6 ms on the 2-core VM (``benchmarks/bench_publish.py``, BENCHMARKS.md). No rclpy call
+middleware copies, so a large image reaches the subscriber several times sooner
+(``benchmarks/bench_publish.py``, BENCHMARKS.md). No rclpy call
 publishes from a buffer, hence ``ctypes``; the function's signature and
 ``rcl_serialized_message_t`` are the same from Humble to Kilted, and the publisher handle comes
 from rclpy's ``pointer`` property. Where rcl cannot be called that way it publishes ``bytes``
