@@ -47,8 +47,8 @@ from benchmarks.soak_node import (  # noqa: E402
     markdown,
     soak,
     start_node,
-    write_atomic,
 )
+from dudes_ros.files import atomic_write_bytes  # noqa: E402
 
 
 def overhead(workdir: Path, frames: int, warmup: int, image: tuple[int, int],
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(blocks)
     print(text)
     if args.out:
-        write_atomic(args.out, text)
+        atomic_write_bytes(args.out, text.encode())
     return 0 if ok else 1
 
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.soak_node import export_model, machine, street_frames  # noqa: E402
 from dudes_ros.argtypes import image_size  # noqa: E402
+from dudes_ros.files import atomic_write_bytes  # noqa: E402
 
 SETS = {"all": ("segmentation", "segmentation/color", "uncertainty", "uncertainty/color",
                 "confidence", "ood", "ood_alarm"),
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         *rows, ""])
     print(text)
     if args.out:
-        args.out.write_text(text)
+        atomic_write_bytes(args.out, text.encode())
     return 0
 
 

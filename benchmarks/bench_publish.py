@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.soak_node import machine, write_atomic  # noqa: E402 - sets the ROS env first
+from benchmarks.soak_node import machine  # noqa: E402 - sets the ROS env first
+from dudes_ros.files import atomic_write_bytes  # noqa: E402
 from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE  # noqa: E402
 
 ROWS = (1, 128, 512)  # image heights at width 1024, 32FC1: 4 KiB, 512 KiB, 2 MiB
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         text = markdown(publish(args.messages, Path(tmp)), command)
     print(text)
     if args.out:
-        write_atomic(args.out, text)
+        atomic_write_bytes(args.out, text.encode())
     return 0
 
 

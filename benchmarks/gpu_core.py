@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dudes_ros.argtypes import image_size  # noqa: E402
 from dudes_ros.export.parity import parity_images  # noqa: E402
+from dudes_ros.files import atomic_write_bytes  # noqa: E402
 from dudes_ros.inference.factory import create_predictor  # noqa: E402
 from dudes_ros.perception import OodConfig, PerceptionCore  # noqa: E402
 from dudes_ros.resources import bundled_model  # noqa: E402
@@ -128,7 +129,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        atomic_write_bytes(args.out, text.encode())
     return 0
 
 

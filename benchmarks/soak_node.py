@@ -54,6 +54,7 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
                       str(REPO / "config" / "fastdds_large_images.xml"))
 
 from dudes_ros.argtypes import image_size  # noqa: E402
+from dudes_ros.files import atomic_write_bytes  # noqa: E402
 from dudes_ros.messages.types import DIAGNOSTIC_ARRAY, IMAGE  # noqa: E402
 from dudes_ros.ros.cdr_publisher import CdrPublisher  # noqa: E402
 
@@ -447,12 +448,6 @@ def markdown(results: dict, title: str, command: str) -> str:
     ])
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the Markdown block here as well")
@@ -480,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(results["node_log"]).read_text().splitlines(True)[-20:]) + "```\n"
     print(text)
     if args.out:
-        write_atomic(args.out, text)
+        atomic_write_bytes(args.out, text.encode())
     return 0 if all(results["goals"].values()) else 1
 
 

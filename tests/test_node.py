@@ -3,6 +3,7 @@ and checks every output against the offline predictor on the same frames."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -197,6 +198,19 @@ class Client:
         self.node.destroy_node()
 
 
+@contextlib.contextmanager
+def serving(client: Client, process: subprocess.Popen, log: Path):
+    """``(client, process, log)`` once the node serves ``client``; afterwards the client is
+    closed and the node stopped."""
+    try:
+        client.wait_ready(process, log)
+        yield client, process, log
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=20)
+
+
 def image_msg(rgb: np.ndarray, frame_id: str, encoding: str = "rgb8", pad: int = 0) -> Image:
     from tests.test_conversions import pack
 
@@ -226,14 +240,8 @@ def two_cameras(ros_context, model, drive, tmp_path_factory):
                          ood__frame_threshold=frame_threshold, ood__raise_after=RAISE_AFTER,
                          ood__clear_after=CLEAR_AFTER, diagnostics_period=0.2,
                          max_input_age=5.0)
-    client = Client(["front", "left"])
-    try:
-        client.wait_ready(process, log)
-        yield client, process, log
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=20)
+    with serving(Client(["front", "left"]), process, log) as running:
+        yield running
 
 
 # --- tests -----------------------------------------------------------------------------------

@@ -10,7 +10,14 @@ import pytest
 
 from tests import test_node
 from tests.helpers import standins
-from tests.test_node import Client, check_outputs, drive_frame, image_msg, start_node
+from tests.test_node import (
+    Client,
+    check_outputs,
+    drive_frame,
+    image_msg,
+    serving,
+    start_node,
+)
 
 pytestmark = pytest.mark.ros
 model, offline = test_node.model, test_node.offline  # the same tiny model and its reference
@@ -39,14 +46,8 @@ def trt_node(ros_context, model, prebuilt, tmp_path_factory):
                          qos__reliability="reliable", diagnostics_period=0.2,
                          max_input_age=5.0, ood__pixel_threshold=0.5,
                          ood__frame_threshold=0.1)
-    client = Client(CAMERAS)
-    try:
-        client.wait_ready(process, log)
-        yield client, process, log
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=20)
+    with serving(Client(CAMERAS), process, log) as running:
+        yield running
 
 
 def test_prebuilt_engine_is_loaded_without_a_rebuild(trt_node, prebuilt):
