@@ -193,3 +193,17 @@ def test_export_cli_refuses_member_and_bad_path(tmp_path, capsys):
     assert dudes(["export", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt does not exist" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_one_normalisation_for_training_and_the_deploy_graph():
+    from dudes_ros.model.student import normalization, normalize
+    from dudes_ros.runtime.deploy import DeployModel
+
+    images = torch.randint(0, 256, (2, 5, 6, 3), dtype=torch.uint8)
+    mean = torch.tensor(TINY.mean).view(1, 3, 1, 1)
+    std = torch.tensor(TINY.std).view(1, 3, 1, 1)
+    expected = (images.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    torch.testing.assert_close(normalize(images, TINY), expected, atol=1e-6, rtol=0)
+    deploy = DeployModel(tiny_student())
+    scale, shift = normalization(TINY)
+    assert torch.equal(deploy.scale, scale) and torch.equal(deploy.shift, shift)

@@ -83,9 +83,17 @@ class SegmentationNet(nn.Module):
         ]
 
 
+def normalization(config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)``, each ``float32 [1, 3, 1, 1]``, with ``x * scale + shift`` =
+    ``(x / 255 - mean) / std`` folded into one multiply-add: the one definition of the input
+    normalisation, used in training, evaluation and the deploy graph."""
+    mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1)
+    return 1.0 / (255.0 * std), -mean / std
+
+
 def normalize(images_uint8: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """RGB ``uint8 [B, H, W, 3]`` -> normalised ``float32 [B, 3, H, W]``."""
-    x = images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(config.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(config.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    scale, shift = normalization(config)
+    x = images_uint8.permute(0, 3, 1, 2).float()
+    return x * scale.to(x.device) + shift.to(x.device)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from dudes_ros.model.student import SegmentationNet
+from dudes_ros.model.student import SegmentationNet, normalization
 
 
 class DeployModel(nn.Module):
@@ -37,11 +37,9 @@ class DeployModel(nn.Module):
         self.net = net
         self.input_size = tuple(net.config.input_size)
         self.always_resize = always_resize
-        mean = torch.tensor(net.config.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(net.config.std, dtype=torch.float32).view(1, 3, 1, 1)
-        # (x / 255 - mean) / std == x * scale + shift
-        self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
-        self.register_buffer("shift", -mean / std, persistent=False)
+        scale, shift = normalization(net.config)
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = image.shape[1], image.shape[2]
