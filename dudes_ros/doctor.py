@@ -31,6 +31,7 @@ def collect() -> dict:
         "torch": _version("torch"),
         "onnxruntime": _version("onnxruntime"),
         "tensorrt": _version("tensorrt"),
+        "cuda_python": _version("cuda.bindings"),
     }
     try:
         import onnxruntime
@@ -52,7 +53,21 @@ def collect() -> dict:
                                       "memory_gib": round(props.total_memory / 2**30, 1)})
     except ImportError:
         pass
+    facts["auto_backend"] = _auto_choice()
     return facts
+
+
+def _auto_choice() -> str:
+    """What ``backend: auto`` runs the bundled model on here, and why (as the node logs it)."""
+    from dudes_ros.inference.factory import choose_backend
+    from dudes_ros.resources import bundled_model
+
+    try:
+        choice = choose_backend(bundled_model())
+    except RuntimeError as exc:
+        return f"none: {exc}"
+    fallback = " (CPU fallback: a GPU is visible)" if choice.cpu_fallback else ""
+    return f"{choice.backend} on {choice.device}{fallback}: {choice.reason}"
 
 
 def _ros_distro_from_wheels() -> str | None:

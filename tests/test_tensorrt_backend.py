@@ -298,3 +298,12 @@ def test_engine_manifest_records_the_whole_key(trt, student, tmp_path):
     assert manifest["key"]["profile"]["opt"] == [3, 96, 192, 3]
     assert predictor.key.digest()[:12] in predictor.outcome.engine_path.name
     predictor.close()
+
+
+def test_doctor_reports_what_auto_chooses(trt, capsys):
+    from dudes_ros.cli import main as dudes
+
+    assert dudes(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "auto_backend" in out and "tensorrt on cuda:0: tensorrt and cuda-python are " \
+        "importable and 1 CUDA GPU(s) are visible" in out
