@@ -41,6 +41,7 @@ from benchmarks.soak_node import (  # noqa: E402
     STAMPED_OUTPUTS,
     Driver,
     SoakSettings,
+    emit,
     export_model,
     image_size,
     machine,
@@ -48,7 +49,6 @@ from benchmarks.soak_node import (  # noqa: E402
     soak,
     start_node,
 )
-from dudes_ros.files import atomic_write_bytes  # noqa: E402
 
 
 def overhead(workdir: Path, frames: int, warmup: int, image: tuple[int, int],
@@ -202,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "the 30 Hz input", command))
             ok = ok and all(results["goals"].values())
     text = "\n".join(blocks)
-    print(text)
-    if args.out:
-        atomic_write_bytes(args.out, text.encode())
+    emit(text, args.out)
     return 0 if ok else 1
 
 

@@ -32,9 +32,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.soak_node import export_model, machine, street_frames  # noqa: E402
+from benchmarks.soak_node import (  # noqa: E402
+    emit,
+    export_model,
+    machine,
+    spin_until,
+    street_frames,
+)
 from dudes_ros.argtypes import image_size  # noqa: E402
-from dudes_ros.files import atomic_write_bytes  # noqa: E402
 
 SETS = {"all": ("segmentation", "segmentation/color", "uncertainty", "uncertainty/color",
                 "confidence", "ood", "ood_alarm"),
@@ -115,12 +120,7 @@ class Consumer:
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            self.executor.spin_once(timeout_sec=0.005)
-        return True
+        return spin_until(self.executor, condition, timeout)
 
     def ready(self) -> bool:
         return all(p.publisher.get_subscription_count() > 0 for p in self.pubs.values()) and all(
@@ -256,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "input age ms p50 / p95 | node's own ms p50 (arrival -> last publish - inference) |",
         "|---|---|---|---|---|---|",
         *rows, ""])
-    print(text)
-    if args.out:
-        atomic_write_bytes(args.out, text.encode())
+    emit(text, args.out)
     return 0
 
 

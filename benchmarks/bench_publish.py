@@ -25,8 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.soak_node import machine  # noqa: E402 - sets the ROS env first
-from dudes_ros.files import atomic_write_bytes  # noqa: E402
+from benchmarks.soak_node import emit, machine  # noqa: E402 - sets the ROS env first
 from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE  # noqa: E402
 
 ROWS = (1, 128, 512)  # image heights at width 1024, 32FC1: 4 KiB, 512 KiB, 2 MiB
@@ -159,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/bench_publish.py " + " ".join(argv or sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="dudes_bench_publish_") as tmp:
         text = markdown(publish(args.messages, Path(tmp)), command)
-    print(text)
-    if args.out:
-        atomic_write_bytes(args.out, text.encode())
+    emit(text, args.out)
     return 0
 
 

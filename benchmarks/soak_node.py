@@ -136,6 +136,23 @@ def street_frames(count: int, size: tuple[int, int], salt: int) -> list[np.ndarr
     return frames
 
 
+def spin_until(executor, condition, timeout: float, step: float = 0.005) -> bool:
+    """Spin ``executor`` until ``condition()`` is true (True) or ``timeout`` s passed (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        executor.spin_once(timeout_sec=step)
+    return True
+
+
+def emit(text: str, out: Path | None) -> None:
+    """Print a benchmark's Markdown and, with ``out``, write it there atomically."""
+    print(text)
+    if out:
+        atomic_write_bytes(out, text.encode())
+
+
 class Driver:
     """The cameras and the consumer, on one rclpy node spun from the calling thread."""
 
@@ -269,13 +286,7 @@ class Driver:
             pub.publish(msg)
 
     def spin_until(self, condition, timeout: float) -> bool:
-        """Spin until ``condition()`` is true (True) or ``timeout`` s passed (False)."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            self.executor.spin_once(timeout_sec=0.01)
-        return True
+        return spin_until(self.executor, condition, timeout, step=0.01)
 
     def close(self) -> None:
         self.node.destroy_node()
@@ -473,9 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         if results["node_exit_code"] != 0:
             text += "\nNode log tail:\n\n```\n" + "".join(
                 Path(results["node_log"]).read_text().splitlines(True)[-20:]) + "```\n"
-    print(text)
-    if args.out:
-        atomic_write_bytes(args.out, text.encode())
+    emit(text, args.out)
     return 0 if all(results["goals"].values()) else 1
 
 
