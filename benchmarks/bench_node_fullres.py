@@ -48,12 +48,12 @@ PROFILE = REPO / "config" / "fastdds_full_resolution.xml"
 
 
 def start(tree: Path, model: Path, cameras: list[str], log: Path, latency_ms: float,
-          **parameters) -> subprocess.Popen:
+          script: str = "fixed_latency_node.py", **parameters) -> subprocess.Popen:
     values = {"model": model, "backend": "onnxruntime", "device": "cpu",
               "cameras": "[" + ",".join(cameras) + "]", "ood.pixel_threshold": 0.5,
               "ood.frame_threshold": 0.1, "max_input_age": 0.0, "diagnostics_period": 0.5,
               **parameters}
-    args = [sys.executable, str(REPO / "benchmarks" / "fixed_latency_node.py"), "--ros-args"]
+    args = [sys.executable, str(REPO / "benchmarks" / script), "--ros-args"]
     for name, value in values.items():
         args += ["-p", f"{name}:={value}"]
     env = {**os.environ, "PYTHONPATH": str(tree), "DUDES_FIXED_LATENCY_MS": str(latency_ms),
@@ -161,9 +161,9 @@ class Consumer:
 
 def run_config(tree: Path, model: Path, cameras: list[str], outputs: str, image, frames: int,
                warmup: int, latency_ms: float, workdir: Path, label: str,
-               **parameters) -> dict:
+               script: str, **parameters) -> dict:
     log = workdir / f"{label}.log"
-    process = start(tree, model, cameras, log, latency_ms, **parameters)
+    process = start(tree, model, cameras, log, latency_ms, script, **parameters)
     consumer = Consumer(cameras, SETS[outputs], image)
     try:
         if not consumer.spin_until(consumer.ready, 90):
@@ -207,13 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--latency-ms", type=float, default=3.5)
+    parser.add_argument("--floor", action="store_true",
+                        help="also run benchmarks/transport_floor_node.py: the node's topics "
+                        "and transport without its work")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     import rclpy
 
-    trees = [("current", REPO)]
+    trees = [("current", REPO, "fixed_latency_node.py")]
     if args.baseline_tree:
-        trees.insert(0, ("baseline", args.baseline_tree.resolve()))
+        trees.insert(0, ("baseline", args.baseline_tree.resolve(), "fixed_latency_node.py"))
+    if args.floor:
+        trees.append(("floor", REPO, "transport_floor_node.py"))
     configs = [("1 camera, planner", ["front"], "planner", {}),
                ("1 camera, all outputs", ["front"], "all", {}),
                ("3 cameras, planner", ["front", "left", "right"], "planner", {}),
@@ -228,12 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             model = export_model(Path(tmp), args.net_size)
             for repeat in range(args.repeats):
                 for title, cameras, outputs, params in configs:
-                    for name, tree in trees:
+                    for name, tree, script in trees:
                         if params and name == "baseline":
                             continue  # the baseline has no output_scale
                         r = run_config(tree, model, cameras, outputs, args.image, args.frames,
                                        args.warmup, args.latency_ms, Path(tmp),
-                                       f"{name}-{repeat}-{len(rows)}", **params)
+                                       f"{name}-{repeat}-{len(rows)}", script, **params)
                         row = (f"| {title} | {name} | {r['overhead_p50']:.1f} / "
                                f"{r['overhead_p95']:.1f} | {r['inference_p50']:.2f} | "
                                f"{r['input_age_p50']:.1f} / {r['input_age_p95']:.1f} | "

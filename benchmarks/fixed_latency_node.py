@@ -51,8 +51,13 @@ class FixedLatency:
         return {**self.inner.provenance(), "fixed_latency_ms": self.latency_s * 1e3}
 
 
+def latency_ms() -> float:
+    """The fixed inference latency, ``DUDES_FIXED_LATENCY_MS`` (default 3.5)."""
+    return float(os.environ.get("DUDES_FIXED_LATENCY_MS", "3.5"))
+
+
 def main() -> int:
-    latency = float(os.environ.get("DUDES_FIXED_LATENCY_MS", "3.5"))
+    latency = latency_ms()
     real = factory.create_predictor
 
     def create_predictor(*args, **kwargs):

@@ -401,7 +401,7 @@ def test_stale_frames_are_dropped_counted_logged_and_raise_warn(two_cameras, off
     age = float(line.split("header stamp is ")[1].split(" s old")[0])
     assert 60.0 <= age < 75.0, line
     assert float(counts["inference_p50_ms"]) > 0 and "onnxruntime" in counts["backend"]
-    assert counts["outputs_published_via"] == "rcl"
+    assert counts["outputs_published_via"] == counts["inputs_taken_via"] == "rcl"
     send_good_frames(client, offline, LEVEL_WINDOW, "recovered")
     status = client.latest_status()
     assert status.level == DiagnosticStatus.OK, status.message

@@ -112,12 +112,26 @@ class OutputBuilder:
         return self.typestore.types[IMAGE](header=header,
                                            **array_to_image_fields(array, encoding))
 
-    def messages(self, header: Any, camera: str,
-                 result: FrameResult) -> Iterator[tuple[str, str, Any]]:
-        """``(topic suffix, msgtype, message)`` for one frame in ``OUTPUT_TOPICS`` order, each
-        built only when its turn comes; ``header`` is copied from the input."""
+    def names(self) -> list[str]:
+        """The outputs this builder writes, in ``OUTPUT_TOPICS`` order."""
+        return [name for name in OUTPUT_TOPICS if name not in IMAGE_TOPICS or name in self.images]
+
+    def message(self, name: str, header: Any, camera: str, result: FrameResult) -> Any:
+        """Output ``name`` (an ``OUTPUT_TOPICS`` key) of one frame, built now; ``header`` is a
+        ROS 2 header as ``header`` makes it. Different outputs of one frame may be built in
+        different threads."""
         types = self.typestore.types
-        header = self.header(header)
+        if name == "ood":
+            level = ood_level(result)
+            text = {OK: "in distribution", WARN: "frame over OOD threshold", ERROR: "OOD alarm"}
+            values = [types["diagnostic_msgs/msg/KeyValue"](key=k, value=v)
+                      for k, v in ood_values(result).items()]
+            status = types["diagnostic_msgs/msg/DiagnosticStatus"](
+                level=level, name=f"{self.node_name}: ood", message=text[level],
+                hardware_id=camera, values=values)
+            return types[DIAGNOSTIC_ARRAY](header=header, status=[status])
+        if name == "ood_alarm":
+            return types[BOOL](data=bool(result.alarm))
         images = {
             "segmentation": lambda: (result.labels, "mono8"),
             "segmentation/color": lambda: (colorize(result.labels), "rgb8"),
@@ -125,18 +139,17 @@ class OutputBuilder:
             "uncertainty/color": lambda: (heat_map(result.uncertainty), "rgb8"),
             "confidence": lambda: (result.confidence, "mono8"),
         }
-        for name, make in images.items():  # OUTPUT_TOPICS order
-            if name in self.images:
-                yield name, IMAGE, self._image(header, *make())
-        level = ood_level(result)
-        text = {OK: "in distribution", WARN: "frame over OOD threshold", ERROR: "OOD alarm"}
-        values = [types["diagnostic_msgs/msg/KeyValue"](key=k, value=v)
-                  for k, v in ood_values(result).items()]
-        status = types["diagnostic_msgs/msg/DiagnosticStatus"](
-            level=level, name=f"{self.node_name}: ood", message=text[level],
-            hardware_id=camera, values=values)
-        yield "ood", DIAGNOSTIC_ARRAY, types[DIAGNOSTIC_ARRAY](header=header, status=[status])
-        yield "ood_alarm", BOOL, types[BOOL](data=bool(result.alarm))
+        if name not in images:
+            raise ValueError(f"unknown output {name!r}; expected one of {list(OUTPUT_TOPICS)}")
+        return self._image(header, *images[name]())
+
+    def messages(self, header: Any, camera: str,
+                 result: FrameResult) -> Iterator[tuple[str, str, Any]]:
+        """``(topic suffix, msgtype, message)`` for one frame in ``OUTPUT_TOPICS`` order, each
+        built only when its turn comes; ``header`` is copied from the input."""
+        header = self.header(header)
+        for name in self.names():
+            yield name, OUTPUT_TOPICS[name], self.message(name, header, camera, result)
 
     def build(self, namespace: str, header: Any, camera: str,
               result: FrameResult) -> list[tuple[str, str, Any]]:

@@ -11,10 +11,12 @@ subscription's ``qos.depth`` queue and counted as superseded.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,11 @@ from dudes_ros.ros.cdr_publisher import CdrPublisher
 from dudes_ros.ros.intake import Intake, Taken, WorkerOwned
 from dudes_ros.runtime.manifest import ood_calibration
 
-_MSG_CLASSES = {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}  # OUTPUT_TOPICS
+# Threads that build and publish output messages: the colour images, the confidence image and
+# the middleware's copies release the GIL, so one frame's outputs go out side by side
+# (BENCHMARKS.md, node cost at full resolution).
+PUBLISH_THREADS = min(4, os.cpu_count() or 1)
+MSG_CLASSES = {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}  # OUTPUT_TOPICS
 _LEVEL = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
           "error": DiagnosticStatus.ERROR}
 # The /diagnostics level judges the outcomes of the last LEVEL_WINDOW frames the worker took
@@ -147,6 +153,7 @@ class DudesNode(Node):
         self._cameras: dict[str, _Camera] = {}
         self._image_subscriptions: dict[str, Any] = {}
         self._intake: Intake | None = None
+        self._publisher_pool: ThreadPoolExecutor | None = None
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_log: dict[str, float] = {}
@@ -177,7 +184,7 @@ class DudesNode(Node):
         output_qos = self._qos(self.config.qos_output_reliability, self.config.qos_output_depth)
         for camera in self.config.camera_names:
             pubs = {name: CdrPublisher(self.create_lifecycle_publisher(
-                        _MSG_CLASSES[msgtype], topic(camera, name), output_qos),
+                        MSG_CLASSES[msgtype], topic(camera, name), output_qos),
                         self._typestore, msgtype)
                     for name, msgtype in OUTPUT_TOPICS.items()}
             self._cameras[camera] = _Camera(pubs)
@@ -210,6 +217,7 @@ class DudesNode(Node):
                 msg_type, name, lambda msg: None, qos, callback_group=worker_owned, raw=True)
         self._intake = Intake(self.context, self._image_subscriptions)
         self._stop.clear()
+        self._publisher_pool = ThreadPoolExecutor(PUBLISH_THREADS, "dudes_publish")
         self._worker = threading.Thread(target=self._work, name="dudes_worker", daemon=True)
         self._worker.start()
         self._active = True
@@ -274,6 +282,9 @@ class DudesNode(Node):
         if self._worker is not None:
             self._worker.join()
         self._worker = None
+        if self._publisher_pool is not None:
+            self._publisher_pool.shutdown()
+        self._publisher_pool = None
         if self._intake is not None:
             self._intake.close()
         self._intake = None
@@ -402,18 +413,24 @@ class DudesNode(Node):
         if not frames:
             return
         results = core.process(frames)
+        published = {camera: self._publish(camera, headers[camera], result)
+                     for camera, result in results.items()}
+        wait([f for futures in published.values() for f in futures])
         for camera, result in results.items():
-            self._publish(camera, headers[camera], result)
-            latency = (time.monotonic_ns() - taken.arrived_ns[camera]) * 1e-6
+            done_ns = max(f.result() for f in published[camera])  # raises a task's error
+            latency = (done_ns - taken.arrived_ns[camera]) * 1e-6
             self.stats.count("processed")
             self.stats.add(inference_ms=result.inference_ms, node_latency_ms=latency,
                            node_overhead_ms=latency - result.inference_ms,
                            header_age_ms=ages[camera] * 1e3, alarm=float(result.alarm))
 
-    def _publish(self, camera: str, header: Any, result: FrameResult) -> None:
+    def _publish(self, camera: str, header: Any, result: FrameResult) -> list[Future]:
         """Every output of one frame, built with ``OutputBuilder`` (as ``process-bag`` builds
         them) and published as CDR through rcl (``CdrPublisher``: one copy of each image before
-        the middleware's, where an rclpy message costs three)."""
+        the middleware's, where an rclpy message costs three). Each output is built and sent
+        by a task of the publisher pool, whose futures give the steady time it was sent; the
+        worker waits for them all before its next step, so one topic's ``CdrPublisher`` is
+        never used by two threads at once."""
         pubs = self._cameras[camera].publishers
         # Image outputs nobody subscribes to are neither built nor copied; asked every frame,
         # so a subscriber that arrives gets the next frame. ood and ood_alarm always go out.
@@ -422,8 +439,12 @@ class DudesNode(Node):
         self._live_outputs[camera] = live
         builder = OutputBuilder(self._typestore, live,
                                 node_name=self.get_fully_qualified_name())
-        for name, _, message in builder.messages(header, camera or "camera", result):
-            pubs[name].publish(message)
+        header = builder.header(header)
+
+        def send(name: str) -> int:
+            pubs[name].publish(builder.message(name, header, camera or "camera", result))
+            return time.monotonic_ns()
+        return [self._publisher_pool.submit(send, name) for name in builder.names()]
 
     def _log_throttled(self, key: str, text: str, error: bool = False) -> None:
         now = time.monotonic()
@@ -449,6 +470,8 @@ class DudesNode(Node):
         if self._cameras:  # "rcl", or "rclpy" where librcl could not be called (CdrPublisher)
             values.append(("outputs_published_via",
                            next(iter(self._cameras.values())).publishers["ood"].via))
+            if self._intake is not None:  # "rcl", or "rclpy" where librcl could not be called
+                values.append(("inputs_taken_via", self._intake.via))
             live = dict(self._live_outputs)  # as of each camera's last published frame
             values.append(("live_outputs", "; ".join(
                 f"{camera or 'camera'}: "
