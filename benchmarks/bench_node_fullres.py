@@ -2,7 +2,7 @@
 current code side by side in one run.
 
     python benchmarks/bench_node_fullres.py --baseline-tree ../old_checkout \
-        --frames 60 --out /tmp/fullres.md
+        [--tree previous=../other_checkout] [--floor] --frames 60 --out /tmp/fullres.md
 
 Each configuration starts ``dudes_node`` through ``benchmarks/fixed_latency_node.py``
 (inference = a fixed 3.5 ms with real outputs computed once, see there), sends rgb8 frames of
@@ -13,7 +13,8 @@ overhead = (last subscribed output received - input stamp) - the node's inferenc
 /diagnostics); input age = the node's stamp -> worker figure. Subscriber sets: ``all`` (every
 output, colour images included) and ``planner`` (``segmentation``, ``confidence``,
 ``ood_alarm``). Configurations run alternately (baseline, current, baseline, ...) with
-``--repeats``, so slow phases of a shared machine hit both.
+``--repeats``, so slow phases of a shared machine hit both. ``--floor`` adds
+``transport_floor_node.py``: the node's topics and transport without its work.
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--latency-ms", type=float, default=3.5)
+    parser.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH",
+                        help="another checkout to run side by side, rows labelled LABEL")
     parser.add_argument("--floor", action="store_true",
                         help="also run benchmarks/transport_floor_node.py: the node's topics "
                         "and transport without its work")
@@ -217,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     trees = [("current", REPO, "fixed_latency_node.py")]
     if args.baseline_tree:
         trees.insert(0, ("baseline", args.baseline_tree.resolve(), "fixed_latency_node.py"))
+    for spec in args.tree:
+        label, _, path = spec.partition("=")
+        trees.insert(-1, (label, Path(path).resolve(), "fixed_latency_node.py"))
     if args.floor:
         trees.append(("floor", REPO, "transport_floor_node.py"))
     configs = [("1 camera, planner", ["front"], "planner", {}),
@@ -235,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 for title, cameras, outputs, params in configs:
                     for name, tree, script in trees:
                         if params and name == "baseline":
-                            continue  # the baseline has no output_scale
+                            continue  # the baseline (db14bf0) has no output_scale
                         r = run_config(tree, model, cameras, outputs, args.image, args.frames,
                                        args.warmup, args.latency_ms, Path(tmp),
                                        f"{name}-{repeat}-{len(rows)}", script, **params)
