@@ -358,10 +358,14 @@ class DudesNode(Node):
         while not self._stop.is_set():
             try:
                 taken = intake.take_latest(timeout=0.25)
-            except Exception:  # noqa: BLE001 - rcl refuses a wait on a context shut down under it
-                if not self.context.ok():
+            except Exception as exc:  # noqa: BLE001 - keep streaming; counted and logged
+                if not self.context.ok():  # rcl refuses a wait on a context shut down under it
                     return
-                raise
+                self.stats.count("errors")
+                self._log_throttled("take", f"taking camera messages failed: {exc!r}",
+                                    error=True)
+                self._stop.wait(0.1)
+                continue
             self.stats.count("in", taken.arrived)
             self.stats.count("dropped_superseded", taken.superseded)
             if taken.messages and not self._stop.is_set():
