@@ -148,31 +148,26 @@ def test_an_inactive_lifecycle_publisher_drops_the_message(ros_context):
 
 
 def test_a_refused_publish_names_the_topic_and_rcl_error(ros_context, monkeypatch):
-    import ctypes
     import dataclasses
 
     import rclpy
     from std_msgs.msg import Bool
 
     from dudes_ros.ros import cdr_publisher
+    from tests.helpers.rcl_errors import error_is_set, refusing
 
-    rcutils = ctypes.CDLL("librcutils.so")
     node = rclpy.create_node("cdr_error_test")
     alarm = cdr_publisher.CdrPublisher(node.create_publisher(Bool, "err/alarm", 10),
                                        _typestore(), BOOL)
     assert alarm.via == "rcl"
 
-    def refuse(publisher, message, allocation):  # as rcl does: set the error state, return 1
-        rcutils.rcutils_set_error_state(b"publisher is not valid", b"rcl/publisher.c", 7)
-        return 1
-
-    monkeypatch.setattr(alarm, "_rcl", dataclasses.replace(alarm._rcl,
-                                                           publish_serialized=refuse))
+    monkeypatch.setattr(alarm, "_rcl", dataclasses.replace(
+        alarm._rcl, publish_serialized=refusing("publisher is not valid")))
     try:
         with pytest.raises(RuntimeError, match=r"rcl_publish_serialized_message on /err/alarm "
                                                r"failed \(1\): publisher is not valid"):
             alarm.publish(_typestore().types[BOOL](data=True))
-        assert not rcutils.rcutils_error_is_set()  # reset for the next rcl call
+        assert not error_is_set()  # reset for the next rcl call
     finally:
         node.destroy_node()
     with pytest.raises(Exception, match="destruction was requested"):  # as rclpy's publish

@@ -123,32 +123,27 @@ def test_raw_frames_are_taken_whole_with_their_arrival_and_gaps(ros_context, mon
 
 
 def test_a_refused_take_names_the_topic_and_rcl_error(ros_context, monkeypatch):
-    import ctypes
     import dataclasses
 
     import rclpy
     from sensor_msgs.msg import Image
 
     from dudes_ros.ros.intake import Intake, WorkerOwned
+    from tests.helpers.rcl_errors import error_is_set, refusing
 
-    rcutils = ctypes.CDLL("librcutils.so")
     node = rclpy.create_node("intake_error_test")
     sub = node.create_subscription(Image, "err/image", lambda msg: None, 1,
                                    callback_group=WorkerOwned(), raw=True)
     intake = Intake(node.context, {"err": sub})
     taker = intake._takers["err"]
-
-    def refuse(subscription, message, info, allocation):  # as rcl does: error state, code 1
-        rcutils.rcutils_set_error_state(b"subscription is not valid", b"rcl/subscription.c", 7)
-        return 1
-
-    monkeypatch.setattr(taker, "_rcl", dataclasses.replace(taker._rcl, take_serialized=refuse))
+    monkeypatch.setattr(taker, "_rcl", dataclasses.replace(
+        taker._rcl, take_serialized=refusing("subscription is not valid")))
     try:
         intake.wake()
         with pytest.raises(RuntimeError, match=r"rcl_take_serialized_message on /err/image "
                                                r"failed \(1\): subscription is not valid"):
             intake.take_latest(timeout=0.1)
-        assert not rcutils.rcutils_error_is_set()  # reset for the next rcl call
+        assert not error_is_set()  # reset for the next rcl call
     finally:
         intake.close()
         node.destroy_node()
