@@ -33,6 +33,7 @@ from dudes_ros.inference.onnxruntime_backend import OnnxRuntimePredictor  # noqa
 from dudes_ros.inference.torch_backend import TorchPredictor  # noqa: E402
 from dudes_ros.model.student import SegmentationNet  # noqa: E402
 from dudes_ros.runtime.deploy import DeployModel  # noqa: E402
+from dudes_ros.uncertainty import STD_CORRECTION  # noqa: E402
 
 MATMUL_PEAK_TFLOPS = {"H200": 790.0, "H100": 790.0}
 """bf16 dense matmul rate measured on this workplace's H200 (8192^3, torch), TFLOP/s."""
@@ -57,7 +58,7 @@ class EnsembleDeploy(nn.Module):
         probs = torch.stack([m(x)[0].float().softmax(dim=1) for m in self.members])
         pred = probs.mean(dim=0).argmax(dim=1)
         index = pred.unsqueeze(0).unsqueeze(2).expand(len(self.members), -1, 1, -1, -1)
-        u = probs.gather(2, index).squeeze(2).std(dim=0, correction=0)
+        u = probs.gather(2, index).squeeze(2).std(dim=0, correction=STD_CORRECTION)
         return pred.to(torch.uint8), u
 
 

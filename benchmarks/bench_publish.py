@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.soak_node import emit, machine  # noqa: E402 - sets the ROS env first
-from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE  # noqa: E402
+from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE, stamp_ns  # noqa: E402
 
 ROWS = (1, 128, 512)  # image heights at width 1024, 32FC1: 4 KiB, 512 KiB, 2 MiB
 WAYS = ("rclpy", "CdrPublisher")
@@ -50,7 +50,7 @@ def subscribe(count: int, out: Path) -> None:
 
     def received(raw: bytes, info: dict) -> None:  # its delay does not move received_timestamp
         header = store.deserialize_cdr(memoryview(raw), IMAGE).header
-        stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        stamp = stamp_ns(header)
         latencies.append((header.frame_id, (info["received_timestamp"] - stamp) * 1e-6))
 
     rclpy.init()

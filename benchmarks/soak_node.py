@@ -55,7 +55,7 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
 
 from dudes_ros.argtypes import image_size  # noqa: E402
 from dudes_ros.files import atomic_write_bytes  # noqa: E402
-from dudes_ros.messages.types import DIAGNOSTIC_ARRAY, IMAGE  # noqa: E402
+from dudes_ros.messages.types import DIAGNOSTIC_ARRAY, IMAGE, stamp_ns  # noqa: E402
 from dudes_ros.ros.cdr_publisher import CdrPublisher  # noqa: E402
 
 STAMPED_OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood")
@@ -201,7 +201,7 @@ class Driver:
         into an rclpy message would take CPU from the node while it still publishes."""
         msgtype = DIAGNOSTIC_ARRAY if name == "ood" else IMAGE
         msg = self.typestore.deserialize_cdr(memoryview(raw), msgtype)
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp = stamp_ns(msg.header)
         self.record.outputs[(camera, name)].append((msg.header.frame_id, stamp,
                                                     time.time_ns(), info["received_timestamp"]))
 

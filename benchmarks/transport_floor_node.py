@@ -33,7 +33,7 @@ from sensor_msgs.msg import Image
 
 from benchmarks.fixed_latency_node import latency_ms
 from dudes_ros.messages.outputs import IMAGE_TOPICS, OUTPUT_TOPICS, OutputBuilder
-from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE
+from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE, stamp_ns
 from dudes_ros.perception import FrameResult, OodConfig, scale_outputs
 from dudes_ros.ros.cdr_publisher import CdrPublisher
 from dudes_ros.ros.intake import Intake, WorkerOwned
@@ -110,7 +110,7 @@ class FloorNode(Node):
                     if hasattr(message, "header"):
                         message = dataclasses.replace(message, header=msg.header)
                     pubs[name].publish(message)
-                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                stamp = stamp_ns(msg.header)
                 own = (time.monotonic_ns() - taken.arrived_ns[camera]) * 1e-9 - inference
                 self.timings["inference"].append(inference * 1e3)
                 self.timings["age"].append((now - stamp) * 1e-6)

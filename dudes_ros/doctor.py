@@ -53,6 +53,11 @@ def collect() -> dict:
                                       "memory_gib": round(props.total_memory / 2**30, 1)})
     except ImportError:
         pass
+    if not facts["gpus"]:  # a torch-free TensorRT install still sees its GPUs via cuda-python
+        from dudes_ros.runtime import cuda
+
+        facts["gpus"] = [{"name": gpu.name, "compute_capability": gpu.compute_capability}
+                         for gpu in map(cuda.gpu_info, range(cuda.gpu_count()))]
     facts["auto_backend"] = _auto_choice()
     return facts
 

@@ -161,7 +161,7 @@ class PerceptionCore:
         is a separate call.
         """
         ood = self._ood  # read once: this call's frames all use this config
-        if ood is not self._alarms_ood:
+        if ood != self._alarms_ood:  # by value: re-setting the same values keeps the counts
             self._apply_to_alarms(ood)
         unknown = sorted(set(frames) - set(self.cameras))
         if unknown:

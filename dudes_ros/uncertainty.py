@@ -4,10 +4,10 @@ Conventions: member probabilities are stacked on a leading member axis,
 ``probs [M, B, C, H, W]``. The teacher target is the standard deviation over members of the
 probability of the ensemble's predicted class, with Bessel's correction (divide by M - 1) as
 the reference implementation's ``torch.std``: two members putting 1 and 0 on the predicted
-class give exactly 1/sqrt(2). The largest value for M members is 0.5 * sqrt(M / (M - 1))
-(1/sqrt(2) for M = 2, 0.53 for M = 5), so ``u_T`` lies inside the student's sigmoid range
-[0, 1]. Correction 0 (the population std, divide by M) scales every u_T by sqrt((M - 1) / M);
-recipes can ask for it (``student.target_std_correction``).
+class give exactly 1/sqrt(2). That is the largest value for any M (for M = 5 it is 0.548: two
+members at 1, three at 0), so ``u_T`` lies inside the student's sigmoid range [0, 1].
+Correction 0 (the population std, divide by M) scales every u_T by sqrt((M - 1) / M); recipes
+can ask for it (``student.target_std_correction``).
 """
 
 from __future__ import annotations

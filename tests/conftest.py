@@ -31,14 +31,17 @@ def _cuda_available() -> bool:
 
 
 def _tensorrt_available() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None and _cuda_available()
+    from dudes_ros.runtime.cuda import bindings_available
+
+    return (importlib.util.find_spec("tensorrt") is not None and bindings_available()
+            and _cuda_available())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skips = {
         "gpu": (not _cuda_available(), "needs a CUDA GPU; none is visible to torch"),
         "tensorrt": (not _tensorrt_available(),
-                     "needs the tensorrt Python package and a CUDA GPU"),
+                     "needs the tensorrt and cuda-python packages and a CUDA GPU"),
     }
     for item in items:
         for marker, (absent, reason) in skips.items():

@@ -57,6 +57,16 @@ def make_cache(tmp_path: Path, fake: FakeTensorRT) -> EngineCache:
     return EngineCache(tmp_path / "cache", fake.build, fake.deserialize)
 
 
+def built_engine(tmp_path: Path) -> tuple[FakeTensorRT, EngineCache, Path, Path, Path]:
+    """A cache holding one built engine for ``KEY``: (fake, cache, onnx, engine, manifest)."""
+    fake = FakeTensorRT()
+    cache = make_cache(tmp_path, fake)
+    onnx_path = tmp_path / "student.onnx"
+    cache.load(onnx_path, KEY)
+    engine_path, manifest_path, _ = cache.paths(onnx_path, KEY)
+    return fake, cache, onnx_path, engine_path, manifest_path
+
+
 def test_build_then_hit(tmp_path):
     fake = FakeTensorRT()
     cache = make_cache(tmp_path, fake)
@@ -95,16 +105,15 @@ def test_every_key_field_gets_its_own_engine_beside_the_others(tmp_path, change,
     assert new.outcome.built and fake.builds == 2
     assert new.outcome.engine_path != old.outcome.engine_path  # coexist, not replaced
     assert new.engine == new_key.as_dict()
+    assert [m.split(":")[0] for m in KEY.mismatches(new.engine)] == [field]
+    assert new.outcome.reason.startswith("no cached engine")
+    assert new.outcome.engine_path.name.endswith(f".{new_key.digest()[:12]}.engine")
     assert not cache.load(onnx_path, new_key).outcome.built
     assert not cache.load(onnx_path, KEY).outcome.built and fake.builds == 2
 
 
 def test_a_manifest_with_another_key_under_the_name_rebuilds_with_reason(tmp_path):
-    fake = FakeTensorRT()
-    cache = make_cache(tmp_path, fake)
-    onnx_path = tmp_path / "student.onnx"
-    engine_path = cache.load(onnx_path, KEY).outcome.engine_path
-    manifest_file = engine_path.with_name(engine_path.name + ".json")
+    _, cache, onnx_path, _, manifest_file = built_engine(tmp_path)
     manifest = json.loads(manifest_file.read_text())
     manifest["key"]["tensorrt_version"] = "10.7.0"
     manifest_file.write_text(json.dumps(manifest))
@@ -126,11 +135,7 @@ def test_other_gpu_or_precision_gets_its_own_file(tmp_path):
 
 
 def test_corrupt_foreign_or_unlisted_engines_are_rebuilt(tmp_path):
-    fake = FakeTensorRT()
-    cache = make_cache(tmp_path, fake)
-    onnx_path = tmp_path / "student.onnx"
-    engine_path = cache.load(onnx_path, KEY).outcome.engine_path
-    manifest_path = engine_path.with_name(engine_path.name + ".json")
+    fake, cache, onnx_path, engine_path, manifest_path = built_engine(tmp_path)
 
     engine_path.write_bytes(b"\x00garbage")  # corrupt: sha256 no longer matches
     outcome = cache.load(onnx_path, KEY).outcome
@@ -157,18 +162,20 @@ def test_corrupt_foreign_or_unlisted_engines_are_rebuilt(tmp_path):
 
 
 def test_failed_build_leaves_previous_engine_and_no_temp_files(tmp_path):
-    onnx_path = tmp_path / "student.onnx"
-    good = make_cache(tmp_path, FakeTensorRT())
-    engine_path = good.load(onnx_path, KEY).outcome.engine_path
-    before = engine_path.read_bytes()
+    _, _, onnx_path, engine_path, manifest_path = built_engine(tmp_path)
+    # A manifest whose key no longer matches makes the next load rebuild this very file.
+    manifest = json.loads(manifest_path.read_text())
+    manifest["key"]["tensorrt_version"] = "10.7.0"
+    manifest_path.write_text(json.dumps(manifest))
+    before = engine_path.read_bytes(), manifest_path.read_bytes()
     crashing = make_cache(tmp_path, FakeTensorRT(fail=True))
     with pytest.raises(RuntimeError, match="builder crashed"):
-        crashing.load(onnx_path, replace(KEY, tensorrt_version="10.7.0"))
-    assert engine_path.read_bytes() == before
+        crashing.load(onnx_path, KEY)
+    assert (engine_path.read_bytes(), manifest_path.read_bytes()) == before
     broken = make_cache(tmp_path, FakeTensorRT(output=b"half an engine"))
     with pytest.raises(EngineBuildError, match=r"student\.onnx cannot be deserialised"):
-        broken.load(onnx_path, replace(KEY, tensorrt_version="10.7.0"))
-    assert engine_path.read_bytes() == before
+        broken.load(onnx_path, KEY)
+    assert (engine_path.read_bytes(), manifest_path.read_bytes()) == before
     assert not [p for p in engine_path.parent.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -179,8 +179,9 @@ class RunningNode:
         from tests.test_node import Client, start_node
 
         self.log = tmp_path / f"{namespace}.log"
-        values = dict(model=model, qos__reliability="reliable", ood__pixel_threshold=0.5,
-                      ood__frame_threshold=0.1, diagnostics_period=0.2, max_input_age=0.0)
+        values = dict(model=model, device="cpu", qos__reliability="reliable",
+                      ood__pixel_threshold=0.5, ood__frame_threshold=0.1,
+                      diagnostics_period=0.2, max_input_age=0.0)
         values.update(parameters)
         self.process = start_node(dict(os.environ), self.log, namespace=namespace, **values)
         self.namespace = namespace

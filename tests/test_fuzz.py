@@ -191,7 +191,7 @@ class FuzzedNode:
         namespace = f"fuzz_{transport}"
         self.log = tmp_path / "node.log"
         self.process = start_node(dict(os.environ), self.log, namespace=namespace, model=model,
-                                  transport=transport, qos__reliability="reliable",
+                                  device="cpu", transport=transport, qos__reliability="reliable",
                                   ood__pixel_threshold=0.5, ood__frame_threshold=0.1,
                                   diagnostics_period=0.1, max_input_age=0.0)
         self.client = Client([""], transport=transport, namespace=namespace)

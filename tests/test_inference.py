@@ -16,6 +16,7 @@ from dudes_ros.inference.onnxruntime_backend import ModelFileError, OnnxRuntimeP
 from dudes_ros.inference.torch_backend import TorchPredictor
 from dudes_ros.runtime.manifest import ManifestError, manifest_path
 from tests.helpers.export_models import tiny_student, write_student
+from tests.helpers.probes import FixedProbe
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,8 @@ def test_auto_selection_is_logged(student_files, caplog):
     assert predictor.provenance()["onnx_sha256"] == json.loads(
         manifest_path(onnx_path).read_text())["onnx_sha256"]
     assert choose_backend(ckpt).backend == "torch"
-    reason = choose_backend(onnx_path, device="auto").reason
-    assert "no CUDA GPU is visible" in reason or "tensorrt is not installed" in reason
+    reason = choose_backend(onnx_path, device="auto", probe=FixedProbe(gpus=0)).reason
+    assert "no CUDA GPU is visible" in reason
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -172,15 +172,21 @@ class Client:
         assert self.spin_until(ready, 60), f"node not ready:\n{log.read_text()}"
 
     def send(self, camera: str, msg, wait_for: str | None = "confidence") -> None:
-        """Publish; with ``wait_for``, wait for that output (resending lost frames)."""
+        """Publish; with ``wait_for``, wait for that output (resending lost frames), then for
+        every other output of the frame (the node publishes them from several threads)."""
         for _ in range(3):
             msg.header.stamp = self.node.get_clock().now().to_msg()
+            alarms = len(self.alarms[camera])
             self.pubs[camera].publish(msg)
             if wait_for is None:
                 return
-            key = (camera, wait_for, msg.header.frame_id)
-            if self.spin_until(lambda k=key: k in self.received, 5.0):
-                self.spin_until(lambda: False, 0.05)  # let the sibling outputs arrive
+            frame_id = msg.header.frame_id
+            if self.spin_until(lambda k=(camera, wait_for, frame_id): k in self.received, 5.0):
+                def complete(f=frame_id, n=alarms) -> bool:
+                    return len(self.alarms[camera]) > n and all(
+                        (camera, name, f) in self.received
+                        for name in OUTPUT_TOPICS if name != "ood_alarm")
+                assert self.spin_until(complete, 5.0), frame_id
                 return
         raise AssertionError(f"no {wait_for} for {camera}/{msg.header.frame_id}")
 
@@ -235,7 +241,7 @@ def two_cameras(ros_context, model, drive, tmp_path_factory):
 
     _, _, pixel_threshold, frame_threshold = drive
     log = tmp_path_factory.mktemp("node") / "node.log"
-    process = start_node(dict(os.environ), log, model=model, cameras="[front,left]",
+    process = start_node(dict(os.environ), log, model=model, device="cpu", cameras="[front,left]",
                          qos__reliability="reliable", ood__pixel_threshold=pixel_threshold,
                          ood__frame_threshold=frame_threshold, ood__raise_after=RAISE_AFTER,
                          ood__clear_after=CLEAR_AFTER, diagnostics_period=0.2,
@@ -385,8 +391,13 @@ def test_stale_frames_are_dropped_counted_logged_and_raise_warn(two_cameras, off
         now = client.node.get_clock().now().to_msg()
         msg.header.stamp.sec = now.sec - 60
         msg.header.stamp.nanosec = now.nanosec
+        client.diagnostics.clear()
         client.pubs["front"].publish(msg)
-        client.spin_until(lambda: False, 0.05)  # one at a time: none is superseded
+
+        def counted(n=before + i + 1) -> bool:  # one at a time: none is superseded
+            return any({kv.key: kv.value for kv in d.values}["frames_dropped_stale"] == str(n)
+                       for d in client.diagnostics)
+        assert client.spin_until(counted, 10), f"stale{i} not counted"
     status = client.latest_status()
     counts = {kv.key: kv.value for kv in status.values}
     assert int(counts["frames_dropped_stale"]) == before + n_stale
@@ -484,7 +495,7 @@ def test_compressed_single_camera_node_and_garbage_jpeg(ros_context, model, offl
     import cv2
 
     log = tmp_path / "node.log"
-    process = start_node(dict(os.environ), log, namespace="packed", model=model,
+    process = start_node(dict(os.environ), log, namespace="packed", model=model, device="cpu",
                          transport="compressed", ood__pixel_threshold=0.5,
                          ood__frame_threshold=0.1, diagnostics_period=0.2)
     client = Client([""], transport="compressed", namespace="packed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -156,6 +157,22 @@ def test_an_ood_change_mid_frame_applies_from_the_next_call():
         assert result.ood_score == 1.0 and result.alarm  # 1.0 > 0.9
     third = core.process({"a": frame(10, 4, 0.0)})["a"]
     assert third.ood is new and third.ood_score == 0.0 and not third.alarm
+
+
+def test_setting_equal_ood_values_keeps_the_debounce_count():
+    """The node sets the OOD config again on any runtime parameter change; equal values must
+    not restart a count in progress (raise_after 2: the alarm rises on the second frame)."""
+    core = PerceptionCore(RedIsUncertainPredictor(), OOD, ["a"])
+    over = frame(10, 4, 0.5)  # 0.5 of pixels over 0.5 > 0.2
+    assert not core.process({"a": over})["a"].alarm
+    core.set_ood(replace(OOD))  # equal, not identical
+    assert core.process({"a": over})["a"].alarm
+    core.set_ood(replace(OOD, frame_threshold=0.3))  # a real change restarts the count
+    below = frame(10, 4, 0.0)
+    assert core.process({"a": below})["a"].alarm  # clear_after 3: still raised
+    core.set_ood(replace(OOD, frame_threshold=0.25))
+    results = [core.process({"a": below})["a"].alarm for _ in range(3)]
+    assert results == [True, True, False]  # the clear count restarted at the change
 
 
 def test_concurrent_ood_setter_never_mixes_settings_within_a_frame():

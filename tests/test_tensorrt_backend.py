@@ -16,6 +16,7 @@ from dudes_ros.inference.factory import Choice, choose_backend, create_predictor
 from dudes_ros.runtime.tensorrt_engine import EngineSettings
 from tests.helpers import standins
 from tests.helpers.export_models import write_student
+from tests.helpers.probes import FixedProbe
 
 
 @pytest.fixture(scope="module")
@@ -194,15 +195,6 @@ def test_tensorrt_path_imports_no_torch(student, tmp_path):
     assert result.stdout.split() == ["tensorrt", "False"], result.stderr
 
 
-class FixedProbe:
-    def __init__(self, gpus=1, tensorrt=False, cuda_python=False, providers=("CPU",),
-                 torch_cuda=False, onnx2torch=False) -> None:
-        self.gpus = (gpus, "test")
-        self.tensorrt, self.cuda_python = tensorrt, cuda_python
-        self.ort_providers = tuple(f"{p}ExecutionProvider" for p in providers)
-        self.torch_cuda, self.onnx2torch = torch_cuda, onnx2torch
-
-
 # (GPUs, tensorrt + cuda-python, torch CUDA + onnx2torch, ORT providers) -> backend, device
 DECISIONS = [
     (1, True, True, ("CUDA", "CPU"), "tensorrt", "cuda:0", False),
@@ -262,6 +254,8 @@ def test_onnxruntime_honours_cuda_n(student, monkeypatch):
 
     from dudes_ros.inference.onnxruntime_backend import OnnxRuntimePredictor
 
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CPUExecutionProvider"])  # as onnxruntime without CUDA
     with pytest.raises(RuntimeError, match=r"device 'cuda:1' asked for, but ONNX Runtime"):
         OnnxRuntimePredictor(student[1], device="cuda:1")
     seen = {}

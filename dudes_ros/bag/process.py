@@ -42,8 +42,8 @@ from dudes_ros.config import ConfigError
 from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.messages.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
-from dudes_ros.messages.outputs import DEFAULT_IMAGES, OUTPUT_TOPICS, OutputBuilder
-from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE, ROSBAG2_VERSION
+from dudes_ros.messages.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
+from dudes_ros.messages.types import OUTPUT_TYPESTORE, ROSBAG2_VERSION
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.perception import OodConfig, PerceptionCore
 
@@ -68,9 +68,8 @@ class ProcessOptions:
 
 def is_output_topic(topic: ImageTopic) -> bool:
     """Whether an image topic is named like one of this package's outputs
-    (``<ns>/segmentation``, ``<ns>/uncertainty/color``, ...; ``OUTPUT_TOPICS``)."""
-    return any(topic.topic.endswith(f"/{suffix}") for suffix, msgtype in OUTPUT_TOPICS.items()
-               if msgtype == IMAGE)
+    (``<ns>/segmentation``, ``<ns>/uncertainty/color``, ...; ``IMAGE_TOPICS``)."""
+    return any(topic.topic.endswith(f"/{suffix}") for suffix in IMAGE_TOPICS)
 
 
 def select_input_topics(bag: BagReader,

@@ -84,10 +84,6 @@ class Restamp:
         delta = recorded_ns - self.recorded_origin
         return self.published_origin + (delta if self.rate == 1 else round(delta / self.rate))
 
-    def recorded(self, published_ns: int) -> int:
-        delta = published_ns - self.published_origin
-        return self.recorded_origin + (delta if self.rate == 1 else round(delta * self.rate))
-
     def describe(self) -> str:
         if self.rate == 1:
             return (f"published = recorded {self.published_origin - self.recorded_origin:+d} ns")
@@ -113,11 +109,11 @@ def header_stamp(cdr: bytes | bytearray) -> int:
 
 
 def with_stamp(cdr: bytes | bytearray, stamp_ns: int) -> bytes:
-    """A copy of such a CDR message with its header stamp set to ``stamp_ns`` (>= 0)."""
-    data = bytearray(cdr)
+    """A copy of such a CDR message with its header stamp set to ``stamp_ns`` (>= 0), made in
+    one pass over the (image-sized) message."""
     sec, nanosec = divmod(max(stamp_ns, 0), 1_000_000_000)
-    struct.pack_into(_endian(data) + "iI", data, 4, sec, nanosec)
-    return bytes(data)
+    view = memoryview(cdr)
+    return b"".join((view[:4], struct.pack(_endian(cdr) + "iI", sec, nanosec), view[12:]))
 
 
 def replay_topics(bag: BagReader, topics: tuple[str, ...]) -> dict[str, str]:

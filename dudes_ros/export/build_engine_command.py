@@ -13,30 +13,30 @@ import sys
 from pathlib import Path
 
 from dudes_ros.argtypes import image_size, positive_int
-from dudes_ros.config import ConfigError
 from dudes_ros.runtime.engine_cache import PRECISIONS, EngineBuildError
 from dudes_ros.runtime.tensorrt_engine import EngineSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", type=Path, help="deploy-graph ONNX (manifest beside it)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp16",
+    parser.add_argument("--precision", choices=PRECISIONS, default=EngineSettings.precision,
                         help="node parameter engine.precision")
-    parser.add_argument("--max-batch", type=positive_int, default=1,
+    parser.add_argument("--max-batch", type=positive_int, default=EngineSettings.max_batch,
                         help="largest batch: the node's number of cameras unless its "
                         "engine.max_batch is set")
     parser.add_argument("--opt-size", type=image_size, default=None, metavar="HxW",
                         help="camera size the engine is optimised for (engine.opt_size; "
                         "default: the network input size)")
     parser.add_argument("--max-size", type=image_size, default=None, metavar="HxW",
-                        help="largest image size (engine.max_size; default 2160x3840)")
+                        help="largest image size (engine.max_size; default: each side the "
+                        "larger of the optimisation size's and 2160x3840's)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="engine cache folder (engine.cache_dir; default: cache/ beside "
                         "the ONNX)")
     parser.add_argument("--calibration-folder", type=Path, default=None,
                         help="images for INT8 entropy calibration (needed for --precision "
                         "int8)")
-    parser.add_argument("--workspace-gib", type=float, default=4.0,
+    parser.add_argument("--workspace-gib", type=float, default=EngineSettings.workspace_gib,
                         help="TensorRT builder workspace limit (engine.workspace_gib)")
     parser.add_argument("--device", default="cuda", help="'cuda' or 'cuda:N'")
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             else None, workspace_gib=args.workspace_gib)
         loaded = load_engine(args.onnx, settings, cuda.parse_device(args.device),
                              progress=TqdmProgress())
-    except (OSError, ValueError, ConfigError, EngineBuildError, cuda.CudaError) as exc:
+    except (OSError, ValueError, EngineBuildError, cuda.CudaError) as exc:  # ConfigError too
         print(f"dudes build-engine: {exc}", file=sys.stderr)
         return 2
     outcome, key = loaded.outcome, loaded.key

@@ -19,24 +19,20 @@ import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.runtime import cuda
-from dudes_ros.runtime.tensorrt_engine import EngineSettings
+from dudes_ros.runtime.cuda import DEVICES_HELP, check_device
+
+if TYPE_CHECKING:  # only annotated here; the TensorRT pieces load when TensorRT runs
+    from dudes_ros.runtime.tensorrt_engine import EngineSettings
 
 LOG = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-DEVICES_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 DRIVER_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvhost-ctrl-gpu")  # desktop / Jetson driver
-
-
-def check_device(device: str) -> str | None:
-    """None when ``device`` is a valid device string, else what was expected."""
-    ok = device in ("auto", "cpu", "cuda") or (device.startswith("cuda:")
-                                              and device[5:].isdigit())
-    return None if ok else DEVICES_HELP
 
 
 def _importable(name: str) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dudes_ros.inference.predictor import Predictor, check_batch
+from dudes_ros.runtime.cuda import DEVICES_HELP, check_device, parse_device
 from dudes_ros.runtime.manifest import ModelFileError, check_onnx_file
 
 LOG = logging.getLogger(__name__)
@@ -29,17 +30,16 @@ class OnnxRuntimePredictor(Predictor):
         self.path = Path(onnx_path)
         self.manifest, self.sha256 = check_onnx_file(self.path)
         available = ort.get_available_providers()
-        gpu = device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
-        if device not in ("auto", "cpu") and not gpu:
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        if check_device(device):
+            raise ValueError(f"device must be {DEVICES_HELP}, got {device!r}")
+        gpu = device not in ("auto", "cpu")
         cuda = "CUDAExecutionProvider" in available
         if gpu and not cuda:
             raise RuntimeError(f"device {device!r} asked for, but ONNX Runtime {ort.__version__} "
                                f"has only providers {available}")
         providers: list = []
         if cuda and device != "cpu":
-            index = int(device[5:]) if device.startswith("cuda:") else 0
-            providers.append(("CUDAExecutionProvider", {"device_id": index}))
+            providers.append(("CUDAExecutionProvider", {"device_id": parse_device(device)}))
         providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

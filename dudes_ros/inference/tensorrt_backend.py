@@ -3,9 +3,9 @@
 The engine comes from ``runtime.tensorrt_engine.load_engine`` (``EngineSettings``: precision,
 max batch, profile, cache folder). Device memory, pinned host buffers and the stream come from
 ``runtime.cuda.DeviceMemory`` (cuda-python), so this backend needs neither torch nor pycuda.
-Buffers grow to the largest batch seen so far (a camera stream's shape never changes, so after
-the first frame nothing is allocated or rebound, and a profile that allows 4K costs nothing
-while the cameras send 1 MP): each ``predict`` is an upload, ``set_input_shape``, one
+Buffers grow to the largest batch x height x width seen so far (a camera stream's shape never
+changes, so after the first frame nothing is allocated or rebound, and a profile that allows 4K
+costs nothing while the cameras send 1 MP): each ``predict`` is an upload, ``set_input_shape``, one
 ``execute_async_v3`` and two downloads on the predictor's own stream.
 """
 
@@ -21,7 +21,7 @@ from dudes_ros.runtime.cuda import DeviceMemory, parse_device
 from dudes_ros.runtime.tensorrt_engine import EngineSettings, load_engine
 
 LOG = logging.getLogger(__name__)
-IO_TENSORS = {"image": "input", "labels": "output", "uncertainty": "output"}
+IO_TENSORS = ("image", "labels", "uncertainty")  # the deploy graph's input and outputs
 
 
 class TensorRTPredictor(Predictor):
@@ -68,7 +68,7 @@ class TensorRTPredictor(Predictor):
 
     def _reserve(self, pixels: int) -> None:
         """Host and device buffers for ``pixels`` = B * H * W (3 bytes each for the image),
-        reallocated and rebound only when a larger batch comes."""
+        reallocated and rebound only when more pixels come than they hold."""
         if pixels <= self.capacity:
             return
         for name in IO_TENSORS:
@@ -126,4 +126,6 @@ class TensorRTPredictor(Predictor):
         self.engine = None
         self._runtime = None
         self.host.clear()
+        self.device.clear()
+        self.capacity = 0
         self.memory.close()

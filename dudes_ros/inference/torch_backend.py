@@ -7,8 +7,8 @@ that has no TensorRT and no ONNX Runtime CUDA provider (fp32; the graph fixes it
 it uses fp16 weights (checkpoints), channels-last memory and, per static input shape, a captured
 CUDA graph with pinned host buffers (the shape of a camera stream never changes, so after the first
 frame each call is one graph replay plus the host<->device copies). ``compile=True`` additionally
-compiles the network with TorchInductor before capture (minutes at start-up, faster
-on an H200; see BENCHMARKS.md).
+compiles the network with TorchInductor before capture (opt-in: compiling takes minutes at
+start-up).
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ class TorchPredictor(Predictor):
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
         self.fp16 = (cuda and graph is None) if fp16 is None else fp16
-        # Capture is proven for DeployModel (tests/test_inference.py, GPU-marked); an
-        # onnx2torch graph stays uncaptured unless asked for (benchmarks/gpu_check.sh).
+        # Capture is on for DeployModel, whose ops are all capture-safe; an onnx2torch graph
+        # may hold modules that are not (host syncs, dynamic shapes), so it stays uncaptured
+        # unless asked for.
         self.cuda_graphs = (cuda and graph is None) if cuda_graphs is None else cuda_graphs
         if not cuda and (self.fp16 or self.cuda_graphs):
             raise ValueError(f"fp16 and cuda_graphs need a CUDA device; got device {self.device}"
@@ -121,8 +122,8 @@ class TorchPredictor(Predictor):
 
         manifest, digest = check_onnx_file(Path(path))
         with warnings.catch_warnings():
-            # onnx2torch warns about resize and slice modes in general; this graph's outputs
-            # are checked equal to ONNX Runtime's in tests/test_tensorrt_backend.py.
+            # onnx2torch warns that some resize and slice modes may convert inexactly; this
+            # graph's converted outputs equal ONNX Runtime's, so here the warning is noise.
             warnings.simplefilter("ignore", UserWarning)
             graph = convert(onnx.load(str(path)))
         return cls(graph=graph, source={"model": str(path), "onnx_sha256": digest,

@@ -97,9 +97,8 @@ class OutputBuilder:
 
     def topics(self, namespace: str) -> dict[str, str]:
         """``{topic: msgtype}`` this builder writes for a camera namespace."""
-        return {output_topic(namespace, suffix): msgtype
-                for suffix, msgtype in OUTPUT_TOPICS.items()
-                if suffix not in IMAGE_TOPICS or suffix in self.images}
+        return {output_topic(namespace, suffix): OUTPUT_TOPICS[suffix]
+                for suffix in self.names()}
 
     def header(self, header: Any) -> Any:
         """A ROS 2 header with the input's stamp and frame id (ROS 1 headers drop ``seq``)."""

@@ -3,9 +3,11 @@
 Threads: the executor thread runs the diagnostics timer (steady clock, in every lifecycle
 state), the lifecycle services and the parameter callbacks; one worker thread waits on the
 image subscriptions itself (``Intake``: rclpy's executor would add about 2 ms per frame), takes
-the newest frame of every camera, converts, infers (one batch per resolution) and publishes.
-Nothing queues: a frame that arrives before the previous one was taken is replaced in the
-subscription's ``qos.depth`` queue and counted as superseded.
+the newest frame of every camera, converts, infers (one batch per resolution) and scores;
+the ``dudes_publish`` pool (``PUBLISH_THREADS``) builds and publishes the outputs, and the
+worker waits for them before its next step. Nothing queues: a frame that arrives before the
+previous one was taken is replaced in the subscription's ``qos.depth`` queue and counted as
+superseded.
 """
 
 from __future__ import annotations
@@ -417,9 +419,12 @@ class DudesNode(Node):
         if not frames:
             return
         results = core.process(frames)
-        published = {camera: self._publish(camera, headers[camera], result)
-                     for camera, result in results.items()}
-        wait([f for futures in published.values() for f in futures])
+        published: dict[str, list[Future]] = {}
+        try:
+            for camera, result in results.items():
+                published[camera] = self._publish(camera, headers[camera], result)
+        finally:  # every task submitted ends before the next step uses the publishers
+            wait([f for futures in published.values() for f in futures])
         for camera, result in results.items():
             done_ns = max(f.result() for f in published[camera])  # raises a task's error
             latency = (done_ns - taken.arrived_ns[camera]) * 1e-6

@@ -18,9 +18,10 @@ from typing import Any
 
 from dudes_ros.argtypes import image_size
 from dudes_ros.config import ConfigError
-from dudes_ros.inference.factory import BACKENDS, check_device
+from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.messages.conversions import DEFAULT_MAX_PIXELS
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
+from dudes_ros.runtime.cuda import check_device
 from dudes_ros.runtime.engine_cache import PRECISIONS
 from dudes_ros.runtime.tensorrt_engine import EngineSettings
 

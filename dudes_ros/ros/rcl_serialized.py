@@ -6,9 +6,9 @@ rclpy publishes a serialized message only from ``bytes`` and takes one only into
 holding the GIL (BENCHMARKS.md). No rclpy call publishes from or takes into a buffer, hence
 ``ctypes``. ``rcl_publish_serialized_message``, ``rcl_take_serialized_message`` and
 ``rcl_serialized_message_t`` are the same from Humble to Kilted; the handles come from rclpy's
-``pointer`` properties. ``rmw_message_info_t`` grew its publisher GID from 16 to 24 bytes
-after Humble, so only the fields in front of the GID's storage and its first 16 bytes are read,
-from a zeroed block larger than any version's struct. Where the libraries cannot be loaded,
+``pointer`` properties. ``rmw_message_info_t``'s publisher GID storage is 24 bytes in Humble
+and 16 in Kilted, so only the fields in front of it and its first 16 bytes are read, from a
+zeroed block larger than any version's struct. Where the libraries cannot be loaded,
 ``rcl()`` is None and callers fall back to rclpy.
 """
 

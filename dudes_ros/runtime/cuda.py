@@ -83,6 +83,21 @@ def gpu_info(index: int) -> GpuInfo:
     return GpuInfo(index, name.rstrip("\x00").strip(), f"{prop.major}.{prop.minor}")
 
 
+DEVICES_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+def check_device(device: str) -> str | None:
+    """None when ``device`` is a valid device string for any backend, else what was
+    expected."""
+    if device == "cpu":
+        return None
+    try:
+        parse_device(device)
+    except ValueError:
+        return DEVICES_HELP
+    return None
+
+
 def parse_device(device: str) -> int:
     """GPU index of "auto", "cuda" (both 0) or "cuda:N"; ValueError for anything else."""
     if device in ("auto", "cuda"):
@@ -97,7 +112,7 @@ class DeviceMemory:
     """Buffers and one stream on GPU ``index``; everything is freed by ``close``."""
 
     def __init__(self, index: int = 0) -> None:
-        self.gpu = gpu_info(index)
+        gpu_info(index)  # refuses a GPU index cuda-python does not see, naming the count
         _call("cudaSetDevice", index)
         self.stream = _call("cudaStreamCreate")
         self._device: list[int] = []

@@ -18,6 +18,7 @@ import numpy as np
 
 from dudes_ros.files import atomic_write_bytes
 from dudes_ros.runtime.engine_cache import EngineBuildError, EngineKey, Progress
+from dudes_ros.runtime.manifest import sha256_file
 
 LOG = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -39,7 +40,7 @@ def calibration_id(files: list[Path]) -> str:
     (a re-exported image of the same size is a different set)."""
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
+        digest.update(f"{f.name}:{sha256_file(f)}\n".encode())
     return f"{len(files)} images, sha256 {digest.hexdigest()[:16]}"
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dudes_ros.argtypes import MIN_SIDE
 from dudes_ros.config import check
 from dudes_ros.runtime.cuda import gpu_info
 from dudes_ros.runtime.engine_cache import (
@@ -35,13 +36,13 @@ from dudes_ros.runtime.tensorrt_build import (
     calibration_images,
 )
 
-MIN_IMAGE_SIZE = (16, 16)
+MIN_IMAGE_SIZE = (MIN_SIDE, MIN_SIDE)
 DEFAULT_MAX_IMAGE_SIZE = (2160, 3840)
 
 
 def _size_ok(size: Any) -> bool:
     return (isinstance(size, tuple) and len(size) == 2
-            and all(isinstance(v, int) and v >= 16 for v in size))
+            and all(isinstance(v, int) and v >= MIN_SIDE for v in size))
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class EngineSettings:
         for name in ("opt_size", "max_size"):
             value = getattr(self, name)
             check(value is None or _size_ok(value), f"engine.{name}", value,
-                  "HEIGHTxWIDTH with both sides >= 16")
+                  f"HEIGHTxWIDTH with both sides >= {MIN_SIDE}")
         if self.opt_size and self.max_size:
             check(all(o <= m for o, m in zip(self.opt_size, self.max_size, strict=True)),
                   "engine.opt_size", self.opt_size,
