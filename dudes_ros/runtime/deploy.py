@@ -1,8 +1,10 @@
 """The deploy graph: the student wrapped so that pre- and post-processing run on the device.
 
 ``DeployModel(net)(image uint8 [B, H, W, 3] RGB) -> (labels uint8 [B, H, W] trainIds,
-uncertainty float32 [B, H, W] in [0, 1])``. Inside: uint8 -> float, normalisation with the
-model config's mean/std (folded into one multiply-add), NHWC -> NCHW, a bilinear resize
+uncertainty float32 [B, H, W] in [0, 1])``. Inside: uint8 -> float first (TensorRT's ONNX
+parser accepts UINT8 only as a network input or output, so no op may see the image as uint8
+but the cast), normalisation with the model config's mean/std (folded into one multiply-add),
+NHWC -> NCHW, a bilinear resize
 (align_corners=False) to the network's ``input_size``, the network, a bilinear resize of the
 logits and of u back to (H, W), argmax over classes and a clamp of u to [0, 1]. Any H, W is
 accepted (not only multiples of the output stride): the in-graph resize handles them. Only the
@@ -43,7 +45,7 @@ class DeployModel(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = image.shape[1], image.shape[2]
-        x = image.permute(0, 3, 1, 2).float() * self.scale + self.shift
+        x = image.float().permute(0, 3, 1, 2) * self.scale + self.shift
         resize = self.always_resize or (int(height), int(width)) != self.input_size
         if resize:
             x = _bilinear(x, self.input_size)
@@ -51,6 +53,8 @@ class DeployModel(nn.Module):
         if resize:
             logits = _bilinear(logits, (height, width))
             u = _bilinear(u, (height, width))
+        # ArgMax's int64 indices go straight to the uint8 network output: the only UINT8
+        # tensor TensorRT accepts besides the input.
         labels = logits.argmax(dim=1).to(torch.uint8)
         return labels, u[:, 0].float().clamp(0.0, 1.0)
 
