@@ -31,6 +31,7 @@ from dudes_ros.model.student import SegmentationNet
 from dudes_ros.runtime.deploy import DeployModel
 from dudes_ros.runtime.manifest import (
     FORMAT_VERSION,
+    describe_training_data,
     empty_ood_section,
     sha256_file,
     write_manifest,
@@ -118,6 +119,7 @@ def build_manifest(net: SegmentationNet, *, model_name: str, onnx_sha256: str, o
                                          "class probability; higher = less certain"},
         },
         "ood": empty_ood_section(),
+        "trained_on": describe_training_data(metadata),
         "training": metadata or {},
         "source": source or {},
         "onnx_sha256": onnx_sha256,

@@ -2,8 +2,10 @@
 
 It says everything a deployment needs to trust and use the file: model name and config, the
 class table, input spec and normalisation, output semantics, the OOD calibration (null until
-``dudes calibrate`` fills it), the training summary from the checkpoint, the ONNX sha256 and
-the exporter versions. Writes are atomic (temp file + ``os.replace``).
+``dudes calibrate`` fills it), what the model was trained on (``trained_on``: dataset,
+description, whether it ever saw real camera images), the training summary from the
+checkpoint, the ONNX sha256 and the exporter versions. Writes are atomic (temp file +
+``os.replace``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_name", "model_config", "classes", "input", "outputs",
                  "ood", "onnx_sha256")
 OOD_KEYS = ("pixel_threshold", "frame_threshold", "false_alarm_rate", "data")
+TRAINED_ON_KEYS = {"dataset": (str,), "description": (str,), "real_images": (bool, type(None))}
+"""``trained_on`` keys and their JSON types (``real_images`` null: unknown)."""
 
 
 class ManifestError(DudesError, ValueError):
@@ -64,7 +68,67 @@ def load_manifest(onnx_path: str | Path) -> dict:
     if manifest["format_version"] != FORMAT_VERSION:
         raise ManifestError(f"model manifest {path} has format_version "
                             f"{manifest['format_version']!r}; this code reads {FORMAT_VERSION}")
+    if "trained_on" in manifest:
+        _check_trained_on(manifest["trained_on"], path)
     return manifest
+
+
+def _check_trained_on(value: object, path: Path) -> None:
+    """Refuse a ``trained_on`` that is not ``{"dataset": str, "description": str,
+    "real_images": bool or null}``, naming the file and the key."""
+    if not isinstance(value, dict):
+        raise ManifestError(f"model manifest {path}: trained_on must be an object "
+                            f"{{dataset, description, real_images}}, got {value!r}")
+    for key, kind in TRAINED_ON_KEYS.items():
+        if key not in value or not isinstance(value[key], kind):
+            expected = " or ".join("null" if k is type(None) else k.__name__ for k in kind)
+            raise ManifestError(f"model manifest {path}: trained_on.{key} must be "
+                                f"{expected}, got {value.get(key)!r}")
+
+
+def describe_training_data(metadata: dict | None) -> dict:
+    """``{"dataset", "description", "real_images"}`` from a checkpoint's training metadata
+    (``metadata["data"]`` as ``dudes_ros.train.data.build_datasets`` describes it, and
+    ``metadata["recipe"]``): synthetic scenes -> ``"synthetic"``, no real images; a
+    Cityscapes-layout folder -> ``"cityscapes"``, real images (a user's own data in that
+    layout is recorded the same way). Without that metadata: dataset ``"unknown"`` and
+    ``real_images`` None (nothing says the model ever saw a real camera image)."""
+    metadata = metadata or {}
+    data = metadata.get("data") or {}
+    if isinstance(data, str):  # a bare source name
+        data = {"source": data}
+    source = data.get("source") or {"synthetic": "synthetic",
+                                    "cityscapes": "cityscapes"}.get(metadata.get("recipe"))
+    train = data.get("train_images")
+    count = f"{train} training images" if train else "training images"
+    if source == "synthetic":
+        size = (data.get("synthetic") or {}).get("size")
+        at = f" at {size[0]}x{size[1]}" if size else ""
+        return {"dataset": "synthetic",
+                "description": f"synthetic street scenes rendered by dudes_ros ({count}{at}); "
+                               "no real camera image",
+                "real_images": False}
+    if source == "cityscapes":
+        split = data.get("train_split", "train")
+        return {"dataset": "cityscapes",
+                "description": f"real street images in the Cityscapes layout (split {split}, "
+                               f"{count}; the Cityscapes dataset unless your own data was "
+                               "given in its layout)",
+                "real_images": True}
+    return {"dataset": "unknown",
+            "description": "the checkpoint does not say what the model was trained on",
+            "real_images": None}
+
+
+def trained_on(manifest: dict) -> dict:
+    """What the model was trained on: ``{"dataset": str, "description": str,
+    "real_images": bool | None}``. The manifest's ``trained_on`` where it has one; for a
+    manifest written before that key existed, derived from its ``training`` section
+    (``describe_training_data``; ``real_images`` None when even that is silent)."""
+    given = manifest.get("trained_on")
+    if isinstance(given, dict):
+        return dict(given)
+    return describe_training_data(manifest.get("training"))
 
 
 class ModelFileError(ManifestError):
