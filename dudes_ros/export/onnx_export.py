@@ -1,9 +1,9 @@
 """Export the student's deploy graph to ONNX, check it, and write its manifest.
 
-The ONNX is written to a temporary file beside the target, validated with ``onnx.checker``,
-compared against the eager model with ONNX Runtime (see ``parity``), and only then renamed
-into place and described by its manifest: a failed export leaves nothing behind and never
-replaces a previous good file.
+The ONNX is written to a temporary file beside the target, validated with ``onnx.checker`` and
+against TensorRT's parser rules for tensor types (``runtime.onnx_rules``), compared against the
+eager model with ONNX Runtime (see ``parity``), and only then renamed into place and described
+by its manifest: a failed export leaves nothing behind and never replaces a previous good file.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from dudes_ros.runtime.manifest import (
     sha256_file,
     write_manifest,
 )
+from dudes_ros.runtime.onnx_rules import tensorrt_type_problems
 
 LOG = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
@@ -158,6 +159,10 @@ def export_onnx(net: SegmentationNet, output: str | Path, *, model_name: str | N
                               input_names=["image"], output_names=["labels", "uncertainty"],
                               dynamic_axes=DYNAMIC_AXES)
         onnx.checker.check_model(str(tmp), full_check=True)
+        problems = tensorrt_type_problems(tmp)
+        if problems:  # every TensorRT build would stop at parse: never ship such a graph
+            raise ValueError(f"the exported graph would not parse in TensorRT: "
+                             f"{'; '.join(problems)}")
         deploy.always_resize = False  # the eager reference takes the torch backend's path
         reports = check_parity(eager_runner(deploy), onnxruntime_runner(tmp),
                                parity_shapes or default_parity_shapes(net.config.input_size))
