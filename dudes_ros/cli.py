@@ -34,6 +34,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                "student checkpoint -> deploy-graph ONNX + manifest, parity-checked"),
     "build-engine": ("dudes_ros.export.build_engine_command",
                      "compile the ONNX to a cached TensorRT engine ahead of time"),
+    "make-variant": ("dudes_ros.export.make_variant_command",
+                     "make the fp16 or int8 (Q/DQ) variant of the ONNX on the CPU"),
     "demo": ("dudes_ros.demo.command",
              "run the node on a synthetic drive with an anomaly; write PNGs"),
     "evaluate": ("dudes_ros.evaluate.report",
