@@ -15,7 +15,13 @@ import pytest
 import torch
 from rosbags.highlevel import AnyReader
 
-from dudes_ros.bag.process import SUMMARY_FILE, TIMELINE_FILE, ProcessOptions, process_bag
+from dudes_ros.bag.process import (
+    DEFAULT_OUTPUTS,
+    SUMMARY_FILE,
+    TIMELINE_FILE,
+    ProcessOptions,
+    process_bag,
+)
 from dudes_ros.bag.reader import BagError, BagReader, ImageTopic
 from dudes_ros.bag.summary import alarm_intervals
 from dudes_ros.cli import main as cli_main
@@ -25,7 +31,7 @@ from dudes_ros.inference.factory import create_predictor
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.ood import Hysteresis
-from dudes_ros.perception import OodConfig, confidence_image
+from dudes_ros.perception import OodConfig, confidence_image, scale_outputs
 from tests.helpers.bags import KILTED, Camera, pattern, write_image_bag
 
 N = 6  # frames per camera
@@ -123,7 +129,8 @@ def test_sqlite3_two_cameras_raw_and_compressed(tmp_path, predictor, ood):
                Camera("/cam_rear/image_raw/compressed", "png", size=(48, 80))]
     frames = write_image_bag(tmp_path / "in", cameras, N, storage="sqlite3")
     summary = process_bag(tmp_path / "in", tmp_path / "out", predictor, ood,
-                          ProcessOptions(progress=False, color=True))
+                          ProcessOptions(progress=False,
+                                         outputs=(*DEFAULT_OUTPUTS, "segmentation/color")))
     out = read_back(tmp_path / "out")
     assert set(out) == {f"/cam_{c}/{s}" for c in ("front", "rear") for s in
                         ("segmentation", "segmentation/color", "uncertainty", "confidence",
@@ -399,3 +406,226 @@ def test_alarm_intervals_close_on_the_first_cleared_frame_and_stay_open_at_the_e
     assert alarm_intervals(times, [False, True, True, False, True, True]) == [
         (20, 40, False), (50, 60, True)]
     assert alarm_intervals(times, [False] * 6) == []
+
+
+def raw_sizes(path: Path) -> dict[str, list[int]]:
+    """``{topic: [serialized bytes of each message]}`` as stored in a bag."""
+    sizes: dict[str, list[int]] = {}
+    with AnyReader([path]) as reader:
+        for connection, _, raw in reader.messages():
+            sizes.setdefault(connection.topic, []).append(len(raw))
+    return sizes
+
+
+def test_outputs_and_output_scale_choose_what_is_written_and_the_report_measures_it(
+        tmp_path, predictor, ood):
+    frames = write_image_bag(tmp_path / "in", [Camera("/cam/image_raw")], N, storage="mcap")
+    options = ProcessOptions(progress=False, outputs=("ood_alarm", "segmentation"),
+                             output_scale=0.5)
+    summary = process_bag(tmp_path / "in", tmp_path / "out", predictor, ood, options)
+    out = read_back(tmp_path / "out")
+    assert set(out) == {"/cam/segmentation", "/cam/ood_alarm"}
+    assert summary["outputs"] == ["segmentation", "ood_alarm"]
+    assert summary["output_scale"] == 0.5
+    alarms = expected_alarms(predictor, ood, frames)
+    for k, frame in enumerate(frames):
+        labels, u = predictor.predict(frame.rgb[None])
+        seg = out["/cam/segmentation"][k][1]
+        assert (seg.height, seg.width) == (32, 64)
+        np.testing.assert_array_equal(image_array(seg), scale_outputs(labels[0], u[0], 0.5)[0])
+        # the OOD score and alarm are still those of the full-size uncertainty
+        assert out["/cam/ood_alarm"][k][1].data is alarms[k]
+    stored = raw_sizes(tmp_path / "out")
+    size = summary["size"]
+    assert size["per_output_bytes_per_frame"] == {
+        "segmentation": sum(stored["/cam/segmentation"]) / N,
+        "ood_alarm": sum(stored["/cam/ood_alarm"]) / N}
+    assert size["output_bytes"] == sum(map(sum, stored.values()))
+    assert size["output_bytes_per_frame"] == round(size["output_bytes"] / N, 1)
+    assert size["copied_input_bytes"] == 0
+    bag_files = [p for p in (tmp_path / "out").iterdir()
+                 if p.name not in (SUMMARY_FILE, TIMELINE_FILE)]
+    assert size["bag_bytes_on_disk"] == sum(p.stat().st_size for p in bag_files)
+
+
+def test_default_outputs_size_per_frame_of_a_720p_camera():
+    """The --outputs help quotes these sizes: mono8 = H*W bytes, 32FC1 = 4*H*W, rgb8 3*H*W."""
+    h, w = 720, 1280
+    assert (h * w / 1e6, 4 * h * w / 1e6, 3 * h * w / 1e6) == (0.9216, 3.6864, 2.7648)
+
+
+def write_camera_bag(path: Path, storage: str) -> dict[str, list[bytes]]:
+    """An image topic with its camera_info, a camera_info of another namespace, /tf_static
+    (latched) and /tf; returns the serialized bytes written per topic."""
+    from rosbags.interfaces import QosDurability
+    from rosbags.rosbag1 import Writer as Writer1
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from dudes_ros.bag.process import LATCHED
+    from tests.helpers.bags import image_message
+
+    ros1 = storage == "ros1"
+    store = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_KILTED)
+    if ros1:  # rosbags' Noetic store lacks tf2_msgs
+        store.register(get_types_from_msg("geometry_msgs/TransformStamped[] transforms",
+                                          "tf2_msgs/msg/TFMessage"))
+    types = store.types
+    serialize = store.serialize_ros1 if ros1 else store.serialize_cdr
+    header_fields = {"seq": 0} if ros1 else {}
+
+    def header(i: int):
+        return types["std_msgs/msg/Header"](
+            stamp=types["builtin_interfaces/msg/Time"](sec=i, nanosec=0), frame_id="cam",
+            **header_fields)
+
+    def camera_info(i: int):
+        fields = {"d": np.zeros(5), "k": np.eye(3).ravel(), "r": np.eye(3).ravel(),
+                  "p": np.zeros(12)}
+        if ros1:  # ROS 1 names its matrices in capitals
+            fields = {key.upper(): value for key, value in fields.items()}
+        roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0,
+                                                         width=0, do_rectify=False)
+        return types["sensor_msgs/msg/CameraInfo"](
+            header=header(i), height=64, width=128, distortion_model="plumb_bob",
+            binning_x=0, binning_y=0, roi=roi, **fields)
+
+    def transforms(i: int):
+        vec = types["geometry_msgs/msg/Vector3"](x=1.0, y=2.0, z=3.0)
+        rot = types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)
+        stamped = types["geometry_msgs/msg/TransformStamped"](
+            header=header(i), child_frame_id="cam",
+            transform=types["geometry_msgs/msg/Transform"](translation=vec, rotation=rot))
+        return types["tf2_msgs/msg/TFMessage"](transforms=[stamped])
+
+    written: dict[str, list[bytes]] = {}
+    if ros1:
+        writer = Writer1(path)
+    else:
+        plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+        writer = Writer(path, version=9, storage_plugin=plugin)
+    with writer:
+        def add(topic: str, msgtype: str, latched: bool = False):
+            if ros1:
+                return writer.add_connection(topic, msgtype, typestore=store,
+                                             latching=int(latched))
+            return writer.add_connection(topic, msgtype, typestore=store,
+                                         offered_qos_profiles=LATCHED if latched else ())
+
+        def put(connection, timestamp: int, msgtype: str, msg) -> None:
+            data = serialize(msg, msgtype)
+            writer.write(connection, timestamp, data)
+            written.setdefault(connection.topic, []).append(bytes(data))
+
+        conns = {"/tf_static": add("/tf_static", "tf2_msgs/msg/TFMessage", latched=True),
+                 "/tf": add("/tf", "tf2_msgs/msg/TFMessage"),
+                 "/cam/image_raw": add("/cam/image_raw", "sensor_msgs/msg/Image"),
+                 "/cam/camera_info": add("/cam/camera_info", "sensor_msgs/msg/CameraInfo"),
+                 "/other/camera_info": add("/other/camera_info", "sensor_msgs/msg/CameraInfo")}
+        put(conns["/tf_static"], 1, "tf2_msgs/msg/TFMessage", transforms(0))
+        for i in range(3):
+            t = 10 + i * 100
+            put(conns["/tf"], t, "tf2_msgs/msg/TFMessage", transforms(i))
+            msgtype, image = image_message(store, Camera("/cam/image_raw"),
+                                           pattern(i, (64, 128)), header(i))
+            put(conns["/cam/image_raw"], t + 1, msgtype, image)
+            put(conns["/cam/camera_info"], t + 2, "sensor_msgs/msg/CameraInfo",
+                camera_info(i))
+            put(conns["/other/camera_info"], t + 3, "sensor_msgs/msg/CameraInfo",
+                camera_info(i))
+    assert QosDurability.TRANSIENT_LOCAL == LATCHED[0].durability
+    return written
+
+
+@pytest.mark.parametrize("storage", ["mcap", "ros1"])
+def test_include_inputs_copies_camera_info_beside_the_images_and_tf_static(
+        tmp_path, predictor, ood, storage):
+    from rosbags.interfaces import QosDurability
+
+    source = tmp_path / ("in.bag" if storage == "ros1" else "in")
+    written = write_camera_bag(source, storage)
+    summary = process_bag(source, tmp_path / "out", predictor, ood,
+                          ProcessOptions(progress=False, include_inputs=True))
+    assert summary["copied_inputs"] == ["/cam/camera_info", "/cam/image_raw", "/tf_static"]
+    out = read_back(tmp_path / "out")
+    assert "/other/camera_info" not in out and "/tf" not in out
+    info = [m for _, m in out["/cam/camera_info"]]
+    assert [(m.header.stamp.sec, m.width, m.height, m.distortion_model) for m in info] == [
+        (i, 128, 64, "plumb_bob") for i in range(3)]
+    np.testing.assert_array_equal(info[0].k, np.eye(3).ravel())
+    (t, tf), = out["/tf_static"]
+    assert t == 1 and tf.transforms[0].transform.translation.z == 3.0
+    with AnyReader([tmp_path / "out"]) as reader:
+        latched = [c for c in reader.connections if c.topic == "/tf_static"][0]
+        assert latched.ext.offered_qos_profiles[0].durability == QosDurability.TRANSIENT_LOCAL
+    stored = raw_sizes(tmp_path / "out")
+    if storage != "ros1":  # ROS 2 input is copied byte for byte
+        for topic in ("/cam/camera_info", "/cam/image_raw", "/tf_static"):
+            assert stored[topic] == [len(b) for b in written[topic]]
+    copied = sum(sum(stored[t]) for t in summary["copied_inputs"])
+    assert summary["size"]["copied_input_bytes"] == copied
+
+
+def test_help_describes_the_camera_namespace_the_tool_uses(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["process-bag", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("/camera/image_raw and /camera/image_raw/compressed both write "
+            "/camera/segmentation") in text
+    assert "the topic without its last name" not in text
+    for topic, msgtype in (("/camera/image_raw", "sensor_msgs/msg/Image"),
+                           ("/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage")):
+        assert ImageTopic(topic, msgtype, 1).namespace == "/camera"
+    assert ImageTopic("/image", "sensor_msgs/msg/Image", 1).namespace == ""
+    assert "--outputs" in text and "--output-scale" in text and "/tf_static" in text
+
+
+def test_cli_outputs_scale_and_the_synthetic_model_warning(tmp_path, student_onnx, capsys):
+    """A model whose manifest says it saw only synthetic scenes: one warning line before the
+    run and in the report; --outputs/--color/--output-scale reach the bag; the printed report
+    gives the bytes per frame."""
+    import shutil
+
+    from dudes_ros.runtime.manifest import load_manifest, manifest_path, write_manifest
+
+    model = tmp_path / "model" / "student.onnx"
+    model.parent.mkdir()
+    shutil.copy(student_onnx, model)
+    shutil.copy(manifest_path(student_onnx), manifest_path(model))
+    manifest = load_manifest(model)
+    manifest["trained_on"] = {"dataset": "synthetic", "description": "synthetic scenes",
+                              "real_images": False}
+    write_manifest(model, manifest)
+    write_image_bag(tmp_path / "in", [Camera("/cam/image_raw")], 2, storage="mcap")
+    args = ["process-bag", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(model),
+            "--backend", "onnxruntime", "--device", "cpu", "--no-progress",
+            "--pixel-threshold", "0.5", "--frame-threshold", "0.2",
+            "--outputs", "segmentation", "--color", "--output-scale", "0.25"]
+    assert cli_main(args) == 0
+    printed = capsys.readouterr().out
+    warning = [line for line in printed.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 2  # before the run and in the report
+    assert "seen only synthetic street scenes" in warning[0]
+    assert "expect wrong classes on real camera images" in warning[0]
+    assert "--model STUDENT.onnx" in warning[0]
+    assert "model trained on: synthetic (synthetic scenes)" in printed
+    summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert summary["warnings"] == [warning[0]]
+    assert summary["trained_on"]["real_images"] is False
+    assert set(read_back(tmp_path / "out")) == {"/cam/segmentation", "/cam/segmentation/color"}
+    per_frame = summary["size"]["output_bytes_per_frame"]
+    assert f"written per frame: outputs {per_frame / 1e6:.3f} MB" in printed
+    seg = read_back(tmp_path / "out")["/cam/segmentation"][0][1]
+    assert (seg.height, seg.width) == (16, 32)
+
+
+def test_cli_refuses_unknown_outputs_and_scales(tmp_path, student_onnx, capsys):
+    base = ["process-bag", str(tmp_path / "in"), str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exc:
+        cli_main([*base, "--outputs", "segmentation", "depth"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'depth'" in capsys.readouterr().err
+    for scale in ("0", "1.5", "half"):
+        with pytest.raises(SystemExit):
+            cli_main([*base, "--output-scale", scale])
+        assert "is not a number in (0, 1]" in capsys.readouterr().err

@@ -8,12 +8,16 @@ the same ``PerceptionCore`` the node uses, so outputs match the node frame for f
 are processed one at a time in bag order, one ``predict`` call each, so every camera's alarm
 debounces over its own frames exactly as in the node). OUT is a
 rosbag2 directory (sqlite3 or MCAP; default: the input's format, MCAP for ROS 1 input) holding
-the node's output topics under each camera namespace with the input header stamps and bag
-times, optionally the input images, plus two report files that rosbag2 readers ignore:
+the chosen output topics (``--outputs``; by default segmentation, uncertainty, confidence, ood
+and ood_alarm) under each camera namespace with the input header stamps and bag times, at the
+input's size or scaled (``--output-scale``, as the node's ``output_scale``), optionally the
+inputs (the images, the ``sensor_msgs/CameraInfo`` topics beside them and ``/tf_static``),
+plus two report files that rosbag2 readers ignore:
 
-- ``OUT/summary.json``: frames per topic, rejected frames and why, latency and inference
-  percentiles, throughput, the share of time spent outside inference, and the OOD alarm
-  intervals in bag time (ns and seconds since the bag start);
+- ``OUT/summary.json``: what the model was trained on, frames per topic, rejected frames and
+  why, the bytes written per frame (per output, measured from the serialized messages, and the
+  bag on disk), latency and inference percentiles, throughput, the share of time spent outside
+  inference, and the OOD alarm intervals in bag time (ns and seconds since the bag start);
 - ``OUT/ood_timeline.png``: each camera's OOD score over bag time with the threshold and the
   alarm intervals.
 
@@ -31,18 +35,33 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability
+from rosbags.interfaces import QosTime as _QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore
 from tqdm import tqdm
 
-from dudes_ros.bag.reader import BagError, BagReader, ImageTopic, check_ros2_layout, to_ros2_cdr
+from dudes_ros.bag.reader import (
+    BagError,
+    BagMessage,
+    BagReader,
+    ImageTopic,
+    check_ros2_layout,
+    to_ros2_cdr,
+)
 from dudes_ros.bag.staging import check_destination, staged_output
-from dudes_ros.bag.summary import RunRecorder, format_summary
+from dudes_ros.bag.summary import RunRecorder, format_summary, synthetic_model_warning
 from dudes_ros.config import ConfigError
 from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.messages.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
-from dudes_ros.messages.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
+from dudes_ros.messages.outputs import (
+    DEFAULT_IMAGES,
+    IMAGE_TOPICS,
+    OUTPUT_TOPICS,
+    OutputBuilder,
+    output_topic,
+)
 from dudes_ros.messages.types import OUTPUT_TYPESTORE, ROSBAG2_VERSION
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.perception import OodConfig, PerceptionCore
@@ -52,6 +71,16 @@ LOG = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 TIMELINE_FILE = "ood_timeline.png"
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+DEFAULT_OUTPUTS = tuple(name for name in OUTPUT_TOPICS
+                        if name not in IMAGE_TOPICS or name in DEFAULT_IMAGES)
+"""Outputs written unless ``--outputs`` says otherwise: every one but the colour images."""
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+TF_STATIC = "/tf_static"
+_FOREVER = _QosTime(2147483647, 4294967295)
+LATCHED = (Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+               _FOREVER, _FOREVER, QosLiveliness.AUTOMATIC, _FOREVER, False),)
+"""Offered QoS of a latched ROS 1 topic (``/tf_static``) copied into a rosbag2 bag: transient
+local, so a late subscriber of ``ros2 bag play`` still gets the static transforms."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +89,19 @@ class ProcessOptions:
 
     topics: tuple[str, ...] = ()  # image topics to process; empty: every camera image topic
     storage: str | None = None  # "sqlite3" | "mcap"; None: as the input, MCAP for ROS 1
-    include_inputs: bool = False  # also copy the processed input images into OUT
-    color: bool = False  # also write <ns>/segmentation/color (rgb8 palette)
+    include_inputs: bool = False  # also copy the processed images, their camera_info, /tf_static
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS  # OUTPUT_TOPICS names to write per camera
+    output_scale: float = 1.0  # image outputs' size relative to the input (node: output_scale)
     overwrite: bool = False  # replace an existing OUT
     progress: bool = True  # tqdm progress bar on stderr
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.outputs if name not in OUTPUT_TOPICS]
+        if unknown or not self.outputs:
+            raise ConfigError(f"outputs {list(self.outputs)}: expected one or more of "
+                              f"{list(OUTPUT_TOPICS)}")
+        if not 0.0 < self.output_scale <= 1.0:
+            raise ConfigError(f"output scale {self.output_scale}: expected a number in (0, 1]")
 
 
 def is_output_topic(topic: ImageTopic) -> bool:
@@ -87,9 +125,24 @@ def select_input_topics(bag: BagReader,
     return chosen, skipped
 
 
-def _check_layout(bag: BagReader, chosen: list[ImageTopic], builder: OutputBuilder,
-                  include_inputs: bool) -> dict[str, str]:
-    """``{topic: msgtype}`` of OUT, refusing two inputs of one camera or a name clash."""
+def companion_topics(bag: BagReader, chosen: list[ImageTopic]) -> dict[str, str]:
+    """``{topic: msgtype}`` copied beside the images with --include-inputs: the
+    ``sensor_msgs/CameraInfo`` topics in a chosen camera's namespace (``/cam/camera_info``
+    beside ``/cam/image_raw``; top-level ``/camera_info`` beside a top-level image) and
+    ``/tf_static``."""
+    namespaces = {t.namespace for t in chosen}
+    found = {}
+    for name, (msgtype, _) in bag.topics().items():
+        namespace = name.rsplit("/", 1)[0]
+        if (msgtype == CAMERA_INFO and namespace in namespaces) or name == TF_STATIC:
+            found[name] = msgtype
+    return found
+
+
+def _check_layout(bag: BagReader, chosen: list[ImageTopic],
+                  options: ProcessOptions) -> tuple[dict[str, str], dict[str, str]]:
+    """``({output topic: msgtype}, {copied input topic: msgtype})`` of OUT, refusing two
+    inputs of one camera or a name clash."""
     by_namespace: dict[str, str] = {}
     for topic in chosen:
         if topic.namespace in by_namespace:
@@ -97,21 +150,43 @@ def _check_layout(bag: BagReader, chosen: list[ImageTopic], builder: OutputBuild
                            f"{topic.topic!r} belong to the same camera namespace "
                            f"{topic.namespace or '/'!r}; choose one of them with --topics")
         by_namespace[topic.namespace] = topic.topic
-    layout: dict[str, str] = {}
-    for topic in chosen:
-        layout.update(builder.topics(topic.namespace))
-    if include_inputs:
-        for topic in chosen:
-            if topic.topic in layout:
-                raise BagError(f"{bag.path}: input topic {topic.topic!r} has the name of an "
-                               "output topic; process it without --include-inputs")
-            layout[topic.topic] = topic.msgtype
-    return layout
+    outputs = {output_topic(topic.namespace, name): OUTPUT_TOPICS[name]
+               for topic in chosen for name in OUTPUT_TOPICS if name in options.outputs}
+    copied: dict[str, str] = {}
+    if options.include_inputs:
+        copied = {t.topic: t.msgtype for t in chosen} | companion_topics(bag, chosen)
+        clash = sorted(set(copied) & set(outputs))
+        if clash:
+            raise BagError(f"{bag.path}: input topic(s) {clash} have the name of an output "
+                           "topic; process without --include-inputs")
+    return outputs, copied
+
+
+def _offered_qos(bag: BagReader, topic: str) -> tuple[Qos, ...]:
+    """The QoS a copied topic was recorded with (rosbag2), or ``LATCHED`` for a latched ROS 1
+    topic, so ``ros2 bag play`` offers it the same way."""
+    for connection in bag.reader.connections:
+        if connection.topic != topic:
+            continue
+        ext = connection.ext
+        if hasattr(ext, "offered_qos_profiles"):
+            return tuple(ext.offered_qos_profiles)
+        if getattr(ext, "latching", 0):
+            return LATCHED
+    return ()
+
+
+def bag_bytes(folder: Path) -> int:
+    """Bytes of every file under ``folder`` (a rosbag2 directory as written)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def process_bag(source: str | Path, destination: str | Path, predictor: Predictor,
-                ood: OodConfig, options: ProcessOptions = ProcessOptions()) -> dict:
+                ood: OodConfig, options: ProcessOptions = ProcessOptions(),
+                trained_on: dict | None = None) -> dict:
     """Process ``source`` into the rosbag2 directory ``destination``; returns the summary.
+    ``trained_on`` (the model manifest's, ``runtime.manifest.trained_on``) goes into the
+    summary, with a warning when the model never saw a real camera image.
 
     Raises ``BagError`` for unreadable bags or bad topic choices (naming file and topic),
     ``FileExistsError`` when ``destination`` exists without ``options.overwrite``; whatever
@@ -125,50 +200,72 @@ def process_bag(source: str | Path, destination: str | Path, predictor: Predicto
     if destination.resolve() == source.resolve():
         raise ValueError(f"output {destination} is the input bag; choose another path")
     typestore = get_typestore(OUTPUT_TYPESTORE)
-    builder = OutputBuilder(typestore, DEFAULT_IMAGES | (
-        {"segmentation/color"} if options.color else set()))
+    builder = OutputBuilder(typestore, frozenset(options.outputs) & IMAGE_TOPICS)
     with BagReader(source) as bag:
         chosen, skipped = select_input_topics(bag, options.topics)
         if skipped:
             LOG.info("%s: skipping the output topics of dudes_ros %s", source, skipped)
-        layout = _check_layout(bag, chosen, builder, options.include_inputs)
-        for topic in chosen if options.include_inputs else ():
-            check_ros2_layout(bag, topic.topic, topic.msgtype, typestore)
+        outputs, copied = _check_layout(bag, chosen, options)
+        for topic, msgtype in copied.items():
+            check_ros2_layout(bag, topic, msgtype, typestore)
         storage = options.storage or ("mcap" if bag.is_ros1 else bag.format)
-        core = PerceptionCore(predictor, ood, [t.camera for t in chosen])
+        core = PerceptionCore(predictor, ood, [t.camera for t in chosen],
+                              output_scale=options.output_scale)
         recorder = RunRecorder({t.topic: t.camera for t in chosen}, ood, bag.start_time)
         with staged_output(destination, options.overwrite) as built:
             with Writer(built, version=ROSBAG2_VERSION,
                         storage_plugin=STORAGES[storage]) as writer:
                 connections = {topic: writer.add_connection(topic, msgtype, typestore=typestore)
-                               for topic, msgtype in layout.items()}
+                               for topic, msgtype in outputs.items()}
+                connections |= {topic: writer.add_connection(
+                    topic, msgtype, typestore=typestore,
+                    offered_qos_profiles=_offered_qos(bag, topic))
+                    for topic, msgtype in copied.items()}
                 start = time.perf_counter()
-                _run(bag, chosen, core, builder, writer, connections, recorder, options)
+                _run(bag, chosen, copied, core, builder, writer, connections, recorder,
+                     options)
                 wall_s = time.perf_counter() - start
-            summary = recorder.summary(wall_s)
+            summary = recorder.summary(wall_s, bag_bytes(built))
             summary.update(input=str(source), input_format=bag.format,
                            output=str(destination), output_format=storage,
+                           outputs=[name for name in OUTPUT_TOPICS if name in options.outputs],
+                           output_scale=options.output_scale, copied_inputs=sorted(copied),
                            model=predictor.provenance(), timeline_png=TIMELINE_FILE)
+            if trained_on is not None:
+                summary["trained_on"] = trained_on
+                warning = synthetic_model_warning(trained_on)
+                summary["warnings"] = [warning] if warning else []
             recorder.write_timeline(built / TIMELINE_FILE)
             (built / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _run(bag: BagReader, chosen: list[ImageTopic], core: PerceptionCore,
-         builder: OutputBuilder, writer: Writer, connections: dict, recorder: RunRecorder,
-         options: ProcessOptions) -> None:
-    """The frame loop: decode, infer, serialize and write every chosen image message."""
+def _copy(bag: BagReader, message: BagMessage, writer: Writer, connections: dict,
+          recorder: RunRecorder, builder: OutputBuilder) -> None:
+    data = to_ros2_cdr(bag, message, builder.typestore)
+    writer.write(connections[message.topic], message.timestamp, data)
+    recorder.copied(message.topic, len(data))
+
+
+def _run(bag: BagReader, chosen: list[ImageTopic], copied: dict[str, str],
+         core: PerceptionCore, builder: OutputBuilder, writer: Writer, connections: dict,
+         recorder: RunRecorder, options: ProcessOptions) -> None:
+    """The frame loop: decode, infer, serialize and write every chosen image message (and
+    copy the ``copied`` input topics as they come, in bag order)."""
     by_topic = {t.topic: t for t in chosen}
     serialize = builder.typestore.serialize_cdr
+    names = [name for name in OUTPUT_TOPICS if name in options.outputs]
     total = sum(t.count for t in chosen)
     with tqdm(total=total, unit="frame", desc=bag.path.name, disable=not options.progress,
               dynamic_ncols=True) as bar:
-        for message in bag.messages(list(by_topic)):
+        for message in bag.messages([*by_topic, *copied]):
+            if message.topic not in by_topic:
+                _copy(bag, message, writer, connections, recorder, builder)
+                continue
             start = time.perf_counter()
             topic = by_topic[message.topic]
             if options.include_inputs:
-                writer.write(connections[topic.topic], message.timestamp,
-                             to_ros2_cdr(bag, message, builder.typestore))
+                _copy(bag, message, writer, connections, recorder, builder)
             msg = bag.deserialize(message)
             try:
                 rgb = compressed_to_rgb(msg) if topic.compressed else image_to_rgb(msg)
@@ -178,12 +275,27 @@ def _run(bag: BagReader, chosen: list[ImageTopic], core: PerceptionCore,
                 bar.update()
                 continue
             result = core.process({topic.camera: rgb})[topic.camera]
-            for out_topic, msgtype, out in builder.build(topic.namespace, msg.header,
-                                                         topic.camera, result):
-                writer.write(connections[out_topic], message.timestamp, serialize(out, msgtype))
+            header = builder.header(msg.header)
+            for name in names:
+                data = serialize(builder.message(name, header, topic.camera, result),
+                                 OUTPUT_TOPICS[name])
+                writer.write(connections[output_topic(topic.namespace, name)],
+                             message.timestamp, data)
+                recorder.written(name, len(data))
             recorder.frame(topic.topic, message.timestamp, result,
                            (time.perf_counter() - start) * 1e3)
             bar.update()
+
+
+def output_scale(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1]")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -200,14 +312,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topics", nargs="+", default=(), metavar="TOPIC",
                         help="image topics to process (default: every Image/CompressedImage "
                         "topic except this package's outputs, <ns>/segmentation, "
-                        "<ns>/uncertainty, <ns>/confidence and their /color); the camera "
-                        "namespace is the topic without its last name")
+                        "<ns>/uncertainty, <ns>/confidence and their /color). Outputs go "
+                        "under the camera namespace: the topic without its image name and "
+                        "without a /compressed transport suffix, so /camera/image_raw and "
+                        "/camera/image_raw/compressed both write /camera/segmentation, ...; "
+                        "a top-level /image writes /segmentation, ...")
+    parser.add_argument("--outputs", nargs="+", choices=list(OUTPUT_TOPICS),
+                        default=None, metavar="OUTPUT",
+                        help="output topics to write per camera, any of "
+                        f"{', '.join(OUTPUT_TOPICS)} (default: {' '.join(DEFAULT_OUTPUTS)}). "
+                        "At 1280x720: segmentation and confidence 0.9 MB per frame each, "
+                        "uncertainty (32FC1) 3.7 MB, each /color 2.8 MB; the report gives "
+                        "the bytes per frame written")
+    parser.add_argument("--output-scale", type=output_scale, default=1.0, metavar="S",
+                        help="size of the image outputs relative to the input, in (0, 1], as "
+                        "the node's output_scale (labels nearest neighbour, uncertainty area "
+                        "averaging; the OOD score is still taken at full size; default 1.0)")
     parser.add_argument("--format", dest="storage", choices=sorted(STORAGES), default=None,
                         help="output storage (default: as the input; MCAP for ROS 1 input)")
     parser.add_argument("--include-inputs", action="store_true",
-                        help="also copy the input images into the output bag")
+                        help="also copy the processed input images, the sensor_msgs/CameraInfo "
+                        "topics in their camera namespaces (e.g. /camera/camera_info) and "
+                        "/tf_static into the output bag, so it can be viewed on its own "
+                        "(camera_info describes the input size, not a scaled output's)")
     parser.add_argument("--color", action="store_true",
-                        help="also write <ns>/segmentation/color (rgb8 palette)")
+                        help="also write <ns>/segmentation/color (rgb8 palette); the same as "
+                        "adding segmentation/color to --outputs")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     ood = parser.add_argument_group("OOD alarm (defaults: the model manifest's calibration)")
@@ -241,8 +371,28 @@ def _choose_before_loading(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(t.topic for t in chosen)
 
 
+def chosen_outputs(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--outputs`` (default ``DEFAULT_OUTPUTS``) plus segmentation/color with --color."""
+    chosen = set(args.outputs or DEFAULT_OUTPUTS) | (
+        {"segmentation/color"} if args.color else set())
+    return tuple(name for name in OUTPUT_TOPICS if name in chosen)
+
+
+def model_trained_on(model: Path) -> dict:
+    """What ``model`` was trained on: its manifest's ``trained_on`` (ONNX), or described from a
+    checkpoint's training metadata (.pt)."""
+    from dudes_ros.runtime.manifest import describe_training_data, load_manifest, trained_on
+
+    if model.suffix == ".onnx":
+        return trained_on(load_manifest(model))
+    from dudes_ros.model.checkpoint import read_checkpoint
+
+    return describe_training_data(read_checkpoint(model).get("metadata"))
+
+
 def run(args: argparse.Namespace) -> int:
     from dudes_ros.inference.factory import create_predictor
+    from dudes_ros.model.checkpoint import CheckpointError
     from dudes_ros.resources import bundled_model
     from dudes_ros.runtime.manifest import ManifestError
 
@@ -253,13 +403,18 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"model {model} does not exist" + (
                 "" if args.model else " (the bundled student; pass --model STUDENT.onnx)"))
         options = ProcessOptions(topics=_choose_before_loading(args), storage=args.storage,
-                                 include_inputs=args.include_inputs, color=args.color,
+                                 include_inputs=args.include_inputs,
+                                 outputs=chosen_outputs(args), output_scale=args.output_scale,
                                  overwrite=args.overwrite, progress=not args.no_progress)
         ood = ood_from_args(args, model)
+        trained_on = model_trained_on(model)
+        warning = synthetic_model_warning(trained_on)
+        if warning:
+            print(warning)
         with create_predictor(model, backend=args.backend, device=args.device) as predictor:
-            summary = process_bag(args.input, args.output, predictor, ood, options)
-    except (BagError, ConfigError, ManifestError, FileExistsError, FileNotFoundError,
-            NotADirectoryError, PermissionError) as exc:
+            summary = process_bag(args.input, args.output, predictor, ood, options, trained_on)
+    except (BagError, ConfigError, ManifestError, CheckpointError, FileExistsError,
+            FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         print(f"dudes process-bag: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only filesystem, I/O error while writing

@@ -1,7 +1,8 @@
 """What a bag run did: frames and rejections per topic, latency, OOD alarm intervals, timeline.
 
-``RunRecorder`` collects per-frame facts while a bag is processed; ``summary()`` turns them
-into a JSON-ready dict, ``format_summary`` into the text printed at the end, and
+``RunRecorder`` collects per-frame facts (and the bytes written) while a bag is processed;
+``summary()`` turns them into a JSON-ready dict, ``format_summary`` into the text printed at
+the end, and
 ``write_timeline`` into a PNG of each camera's OOD score over bag time with the frame
 threshold and the alarm intervals shaded.
 """
@@ -18,6 +19,19 @@ from dudes_ros.ood import runs
 from dudes_ros.perception import FrameResult, OodConfig
 
 NS = 1e-9
+MB = 1e6
+
+
+def synthetic_model_warning(trained_on: dict) -> str | None:
+    """The one-line warning for a model that never saw a real camera image (``trained_on``
+    as ``runtime.manifest.trained_on`` gives it), else None."""
+    if trained_on.get("real_images"):
+        return None
+    seen = ("only synthetic street scenes" if trained_on.get("dataset") == "synthetic"
+            else f"no real camera image that its manifest knows of ({trained_on.get('dataset')})")
+    return (f"warning: this model has seen {seen}; expect wrong classes on real camera "
+            "images. For real images train a student on Cityscapes (README, \"From Cityscapes "
+            "to the car\"), export it and pass it with --model STUDENT.onnx")
 
 
 @dataclass
@@ -64,6 +78,16 @@ class RunRecorder:
         self.bag_start_ns = bag_start_ns
         self.latency_ms: list[float] = []
         self.inference_ms: list[float] = []
+        self.output_bytes: Counter = Counter()  # output name -> serialized bytes written
+        self.copied_bytes: Counter = Counter()  # copied input topic -> bytes written
+
+    def written(self, name: str, nbytes: int) -> None:
+        """``nbytes`` of serialized output ``name`` (an ``OUTPUT_TOPICS`` key) were written."""
+        self.output_bytes[name] += nbytes
+
+    def copied(self, topic: str, nbytes: int) -> None:
+        """``nbytes`` of the input topic ``topic`` were copied into the output bag."""
+        self.copied_bytes[topic] += nbytes
 
     def frame(self, topic: str, timestamp: int, result: FrameResult, latency_ms: float) -> None:
         record = self.records[topic]
@@ -80,8 +104,26 @@ class RunRecorder:
         record.rejected[reason] += 1
         record.rejection_examples.setdefault(reason, message)
 
-    def summary(self, wall_s: float) -> dict:
-        """JSON-ready run summary; times in bag time (ns and seconds since the bag start)."""
+    def size_summary(self, frames: int, disk_bytes: int | None) -> dict:
+        """Bytes written per processed frame: all outputs, each output, the copied inputs,
+        and the whole bag on disk (storage overhead and copied inputs included)."""
+        def per_frame(n: float) -> float | None:
+            return round(n / frames, 1) if frames else None
+
+        outputs = sum(self.output_bytes.values())
+        copied = sum(self.copied_bytes.values())
+        return {"output_bytes": outputs, "output_bytes_per_frame": per_frame(outputs),
+                "per_output_bytes_per_frame": {k: per_frame(v)
+                                               for k, v in self.output_bytes.items()},
+                "copied_input_bytes": copied,
+                "copied_input_bytes_per_frame": per_frame(copied),
+                "bag_bytes_on_disk": disk_bytes,
+                "bag_bytes_per_frame_on_disk": (per_frame(disk_bytes) if disk_bytes is not None
+                                                else None)}
+
+    def summary(self, wall_s: float, disk_bytes: int | None = None) -> dict:
+        """JSON-ready run summary; times in bag time (ns and seconds since the bag start);
+        ``disk_bytes``: the size of the written bag."""
         frames = sum(r.frames for r in self.records.values())
         inference_s = sum(self.inference_ms) / 1e3
         topics = {}
@@ -115,6 +157,7 @@ class RunRecorder:
             "inference_s": round(inference_s, 3),
             "outside_inference_share": round(1.0 - inference_s / wall_s, 4) if wall_s > 0
             else 0.0,
+            "size": self.size_summary(frames, disk_bytes),
         }
 
     def write_timeline(self, path: Path) -> None:
@@ -147,8 +190,14 @@ class RunRecorder:
 
 
 def format_summary(summary: dict) -> str:
-    """Human-readable lines of a ``RunRecorder.summary()``."""
-    lines = [f"processed {summary['frames']} frames, rejected {summary['rejected']} in "
+    """Human-readable lines of a ``RunRecorder.summary()`` (with ``process_bag``'s
+    ``trained_on`` and ``warnings`` when present)."""
+    lines = []
+    if "trained_on" in summary:
+        lines.append(f"model trained on: {summary['trained_on']['dataset']} "
+                     f"({summary['trained_on']['description']})")
+    lines += summary.get("warnings", [])
+    lines += [f"processed {summary['frames']} frames, rejected {summary['rejected']} in "
              f"{summary['wall_s']:.2f} s ({summary['fps']:.2f} frames/s; "
              f"{100 * summary['outside_inference_share']:.1f} % outside inference)"]
     for topic, info in summary["topics"].items():
@@ -165,4 +214,15 @@ def format_summary(summary: dict) -> str:
                                                                        else "")
                           for i in intervals) or "none"
         lines.append(f"  OOD alarms on {topic}: {spans}")
+    size = summary.get("size")
+    if size and size["output_bytes_per_frame"] is not None:
+        parts = ", ".join(f"{name} {v / MB:.3f}"
+                          for name, v in size["per_output_bytes_per_frame"].items())
+        line = (f"  written per frame: outputs {size['output_bytes_per_frame'] / MB:.3f} MB "
+                f"({parts})")
+        if size["copied_input_bytes"]:
+            line += f", copied inputs {size['copied_input_bytes_per_frame'] / MB:.3f} MB"
+        if size["bag_bytes_per_frame_on_disk"] is not None:
+            line += f"; bag on disk {size['bag_bytes_per_frame_on_disk'] / MB:.3f} MB per frame"
+        lines.append(line)
     return "\n".join(lines)
