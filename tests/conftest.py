@@ -96,3 +96,24 @@ def demo_bag(tmp_path_factory) -> Path:
     from tests.helpers.demo_bag import write_demo_bag
 
     return write_demo_bag(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(params=["10.13.0.35", "11.4.0.106"])
+def trt_version(request) -> str:
+    """Each TensorRT version the test stand-in plays (``tests/helpers/standins.VERSIONS``): a
+    test taking this fixture runs once per version. Pass it on:
+    ``standins.installed(trt_version)`` for this process, ``standins.standin_env(env,
+    trt_version)`` for a subprocess, or take ``trt_standin`` for the module itself."""
+    return request.param
+
+
+@pytest.fixture
+def trt_standin(trt_version):
+    """The stand-in ``tensorrt`` module playing ``trt_version`` (with cuda-python's stand-in),
+    for one test; forgotten afterwards."""
+    from tests.helpers import standins
+
+    with standins.installed(trt_version):
+        import tensorrt
+
+        yield tensorrt

@@ -288,15 +288,21 @@ def _check_onnx(data: bytes) -> tuple[list[ParserError], dict]:
 
     try:
         model = onnx.load_from_string(data)
-        inferred = onnx.shape_inference.infer_shapes(model)
     except Exception as exc:  # noqa: BLE001 - the parser reports, it does not raise
         return [ParserError(ErrorCode.MODEL_DESERIALIZE_FAILED,
                             f"Failed to parse ONNX model: {exc}")], {}
-    graph = inferred.graph
+    try:  # the intermediate tensors' types
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001, S110 - a node ONNX cannot infer is judged on its own
+        pass
+    graph = model.graph
     initializers = {t.name for t in graph.initializer}
     types = {v.name: v.type.tensor_type.elem_type
              for v in [*graph.input, *graph.output, *graph.value_info]}
     types.update({t.name: t.data_type for t in graph.initializer})
+    for node in graph.node:  # a Cast's output type is known even where inference gave up
+        if node.op_type == "Cast":
+            types[node.output[0]] = next(a.i for a in node.attribute if a.name == "to")
     outputs = {o.name for o in graph.output}
     errors: list[ParserError] = []
     for value in [*graph.input, *graph.output]:
