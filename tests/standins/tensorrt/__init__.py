@@ -9,8 +9,6 @@ member or enum member raises AttributeError as the real module does, e.g.
 the test knobs are in ``tensorrt._standin``.
 """
 
-from __future__ import annotations
-
 from . import _standin
 
 __version__ = _standin.VERSION
