@@ -236,7 +236,9 @@ def as_array(msg: Image) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def two_cameras(ros_context, model, drive, tmp_path_factory):
-    """The node with cameras [front, left], raw input, thresholds from ``drive``."""
+    """The node with cameras [front, left], raw input, thresholds from ``drive``. Most tests
+    feed only front: input_timeout 0 keeps the silent left camera out of the level they
+    check (tests/test_node_wiring.py checks that warning)."""
     import os
 
     _, _, pixel_threshold, frame_threshold = drive
@@ -245,7 +247,7 @@ def two_cameras(ros_context, model, drive, tmp_path_factory):
                          qos__reliability="reliable", ood__pixel_threshold=pixel_threshold,
                          ood__frame_threshold=frame_threshold, ood__raise_after=RAISE_AFTER,
                          ood__clear_after=CLEAR_AFTER, diagnostics_period=0.2,
-                         max_input_age=5.0)
+                         max_input_age=5.0, input_timeout=0.0)
     with serving(Client(["front", "left"]), process, log) as running:
         yield running
 

@@ -15,6 +15,7 @@ from dudes_ros.ros.params import (
     NodeConfig,
     check_change,
     declare_parameters,
+    input_topic,
     read_values,
 )
 from tests.conftest import REPO
@@ -56,6 +57,8 @@ def test_node_config_mirrors_the_table():
      "parameter engine.opt_size: invalid value (1024, 2048); expected a size within "
      "engine.max_size (720, 1280)"),
     ({"engine.max_batch": -1}, "parameter engine.max_batch: invalid value -1"),
+    ({"input_timeout": -1.0}, "parameter input_timeout: invalid value -1.0; expected a number "
+     ">= 0.0"),
     ({"backend": "onnxruntime", "engine.precision": "fp32"},
      "parameter engine.precision: invalid value 'fp32'; the engine.* parameters configure "
      "TensorRT and apply only with backend 'tensorrt' or 'auto', not 'onnxruntime'"),
@@ -112,3 +115,18 @@ def test_rcl_reads_the_yaml_into_the_declared_parameters():
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_input_topic_follows_image_transport():
+    """The base topic for raw, ``<base>/compressed`` for compressed: the node applies it to its
+    remapped base topic, so ``-r image:=/camera/image_raw -p transport:=compressed`` reads
+    ``/camera/image_raw/compressed`` as the launch file's ``image_topic`` does."""
+    assert input_topic("/camera/image_raw", "raw") == ("/camera/image_raw",
+                                                       "sensor_msgs/msg/Image")
+    assert input_topic("/camera/image_raw", "compressed") == (
+        "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
+    assert input_topic("front/image", "compressed")[0] == "front/image/compressed"
+    with pytest.raises(ConfigError, match=r"transport: invalid value 'theora'; expected one of "
+                       r"\['raw', 'compressed'\]"):
+        input_topic("image", "theora")
+    assert check_change("input_timeout", 2.0, configured=True) is None  # changeable at run time

@@ -47,7 +47,7 @@ from dudes_ros.messages.types import (
     stamp_ns,
 )
 from dudes_ros.perception import FrameResult, OodConfig, PerceptionCore
-from dudes_ros.ros import params
+from dudes_ros.ros import health, params, usage
 from dudes_ros.ros.cdr_publisher import CdrPublisher
 from dudes_ros.ros.intake import Intake, Taken, WorkerOwned
 from dudes_ros.runtime.manifest import ood_calibration
@@ -56,7 +56,8 @@ from dudes_ros.runtime.manifest import ood_calibration
 # the middleware's copies release the GIL, so one frame's outputs go out side by side
 # (BENCHMARKS.md, node cost at full resolution).
 PUBLISH_THREADS = min(4, os.cpu_count() or 1)
-MSG_CLASSES = {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}  # OUTPUT_TOPICS
+MSG_CLASSES = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage,  # inputs and OUTPUT_TOPICS
+               DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}
 _LEVEL = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
           "error": DiagnosticStatus.ERROR}
 # The /diagnostics level judges the outcomes of the last LEVEL_WINDOW frames the worker took
@@ -163,6 +164,9 @@ class DudesNode(Node):
         self._active = False
         self._lifecycle_state = "unconfigured"
         self._failure: str | None = None  # why the last configure/activate failed
+        self._inputs: health.InputWatch | None = None  # while active
+        self._trained_on: dict | None = None  # of the configured model
+        self._warned_models: set[Path] = set()  # synthetic-only warning given, once each
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # /diagnostics exists in every lifecycle state (a monitor tells a node that failed to
         # configure from one that is not there) and runs on the steady clock, so it keeps
@@ -177,6 +181,7 @@ class DudesNode(Node):
         try:
             self.config = params.NodeConfig.from_values(params.read_values(self))
             self._load_model()
+            self._report_training()
         except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
@@ -208,15 +213,19 @@ class DudesNode(Node):
         self._failure = None
         qos = self._qos(self.config.qos_reliability, self.config.qos_depth)
         worker_owned = WorkerOwned()
+        inputs = []
         for camera in self.config.camera_names:
-            if self.config.transport == "compressed":
-                msg_type, name = CompressedImage, topic(camera, "image/compressed")
-            else:
-                msg_type, name = Image, topic(camera, "image")
+            name, msgtype = self._input_topic(camera)
             # The callback never runs: no executor runs a WorkerOwned group; Intake takes the
             # CDR bytes, which rosbags decodes into numpy views (rclpy would copy them 3 times).
-            self._image_subscriptions[camera] = self.create_subscription(
-                msg_type, name, lambda msg: None, qos, callback_group=worker_owned, raw=True)
+            sub = self.create_subscription(
+                MSG_CLASSES[msgtype], name, lambda msg: None, qos, callback_group=worker_owned,
+                raw=True)
+            self._image_subscriptions[camera] = sub
+            inputs.append(health.Input(camera, topic(camera, "image"), sub.topic_name, msgtype))
+            self.get_logger().info(health.input_line(
+                inputs[-1], self.config.transport, self.resolve_topic_name(inputs[-1].relative)))
+        self._inputs = health.InputWatch(self, inputs, self.config.qos_reliability == "reliable")
         self._intake = Intake(self.context, self._image_subscriptions)
         self._stop.clear()
         self._publisher_pool = ThreadPoolExecutor(PUBLISH_THREADS, "dudes_publish")
@@ -254,7 +263,7 @@ class DudesNode(Node):
         from dudes_ros.inference.factory import create_predictor
 
         config = self.config
-        model = Path(config.model) if config.model else _bundled_model()
+        model = self._model_path()
         if not model.is_file():
             raise ConfigError(f"parameter model: invalid value {config.model!r}; expected an "
                               f"existing .onnx or .pt file ({model} does not exist)")
@@ -270,6 +279,31 @@ class DudesNode(Node):
             f"backend {predictor.backend}: {predictor.selected_because}")
         self.core = PerceptionCore(predictor, ood, config.camera_names,
                                    output_scale=config.output_scale)
+
+    def _model_path(self) -> Path:
+        return Path(self.config.model) if self.config.model else _bundled_model()
+
+    def _report_training(self) -> None:
+        """Log what the model was trained on; warn, once per model file, when that was never
+        a real camera image (the node runs it on real frames without another word)."""
+        model = self._model_path()
+        self._trained_on = health.model_trained_on(model)
+        self.get_logger().info(f"model trained on {health.trained_on_text(self._trained_on)}")
+        warning = health.synthetic_warning(self._trained_on, model)
+        if warning and model.resolve() not in self._warned_models:
+            self._warned_models.add(model.resolve())
+            self.get_logger().warning(warning)
+
+    def _input_topic(self, camera: str) -> tuple[str, str]:
+        """``(topic, type)`` this camera reads (``params.input_topic`` on the remapped base
+        topic); a remapping of ``<base>/compressed`` itself is honoured as given."""
+        base = topic(camera, "image")
+        name, msgtype = params.input_topic(self.resolve_topic_name(base), self.config.transport)
+        own = f"{base}/compressed"
+        if msgtype == COMPRESSED_IMAGE and (
+                self.resolve_topic_name(own) != self.resolve_topic_name(own, only_expand=True)):
+            name = self.resolve_topic_name(own)
+        return name, msgtype
 
     def _qos(self, reliability: str, depth: int) -> QoSProfile:
         policy = (ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
@@ -293,6 +327,7 @@ class DudesNode(Node):
         for sub in self._image_subscriptions.values():
             self.destroy_subscription(sub)
         self._image_subscriptions = {}
+        self._inputs = None
 
     def _close_predictor(self) -> None:
         if self.core is not None:
@@ -307,6 +342,7 @@ class DudesNode(Node):
                 self.destroy_lifecycle_publisher(pub.publisher)
         self._cameras = {}
         self._live_outputs = {}
+        self._trained_on = None
         self.config = None
 
     def _initial_diagnostics_period(self) -> float:
@@ -369,6 +405,7 @@ class DudesNode(Node):
                 self._stop.wait(0.1)
                 continue
             self.stats.count("in", taken.arrived)
+            self._inputs.arrived(taken.messages)
             self.stats.count("dropped_superseded", taken.superseded)
             if taken.messages and not self._stop.is_set():
                 try:
@@ -476,6 +513,12 @@ class DudesNode(Node):
             values.append(("backend_cpu_fallback", str(core.predictor.cpu_fallback).lower()))
             values += [("ood_pixel_threshold", f"{core.ood.pixel_threshold:.6f}"),
                        ("ood_frame_threshold", f"{core.ood.frame_threshold:.6f}")]
+        if self._trained_on is not None:
+            values.append(("trained_on", health.trained_on_text(self._trained_on)))
+        inputs = self._inputs
+        if inputs is not None:
+            values.append(("inputs", "; ".join(f"{camera or 'camera'}: {inp.describe()}"
+                                               for camera, inp in inputs.inputs.items())))
         if self._cameras:  # "rcl", or "rclpy" where librcl could not be called (CdrPublisher)
             values.append(("outputs_published_via",
                            next(iter(self._cameras.values())).publishers["ood"].via))
@@ -487,7 +530,11 @@ class DudesNode(Node):
                 + ",".join([*sorted(live.get(camera, ())), "ood", "ood_alarm"])
                 for camera in self._cameras)))
         values += self.stats.summary()
-        level, message = self._health()
+        level, message = health.level_and_message(
+            self._failure, self._lifecycle_state,
+            inputs.problems(self.config.input_timeout) if inputs is not None else [],
+            self.stats.recent_outcomes(),
+            self.config.max_input_age if self.config else math.nan)
         status = DiagnosticStatus(
             level=_LEVEL[level], name=f"{self.get_fully_qualified_name()}: inference",
             hardware_id=",".join(self.config.camera_names) if self.config else "",
@@ -495,24 +542,6 @@ class DudesNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(msg)
-
-    def _health(self) -> tuple[str, str]:
-        """Level and message: ERROR after a failed transition (with the reason), WARN while
-        not active, or while the last ``LEVEL_WINDOW`` frames hold a rejected or failed one or
-        are mostly dropped as stale; else OK."""
-        if self._failure:
-            return "error", self._failure
-        if self._lifecycle_state != "active":
-            return "warn", self._lifecycle_state
-        n, recent = self.stats.recent_outcomes()
-        if recent["rejected"] or recent["errors"]:
-            return "warn", (f"{recent['rejected']} rejected and {recent['errors']} failed of "
-                            f"the last {n} frames (see values)")
-        if recent["dropped_stale"] * 2 > n:
-            limit = self.config.max_input_age if self.config else math.nan
-            return "warn", (f"{recent['dropped_stale']} of the last {n} frames dropped as "
-                            f"stale (header stamp older than max_input_age {limit} s)")
-        return "ok", "streaming"
 
 
 def _bundled_model() -> Path:
@@ -522,7 +551,19 @@ def _bundled_model() -> Path:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``dudes_node``: spin the node; autostart configures and activates it."""
+    """Console script ``dudes_node``: spin the node; autostart configures and activates it.
+    ``-h``/``--help`` prints the usage and returns 0 without starting ROS; any other argument
+    before ``--ros-args`` is refused (ROS would ignore it: a ``-p`` there sets nothing)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if usage.wants_help(argv):
+        print(usage.usage(), end="")
+        return 0
+    stray = usage.stray_arguments(argv)
+    if stray:
+        print(f"dudes_node: error: unrecognised argument(s) {stray}; ROS arguments go after "
+              "--ros-args, e.g. dudes_node --ros-args -r image:=/camera/image_raw (dudes_node "
+              "--help)", file=sys.stderr)
+        return 2
     rclpy.init(args=args)
     node = DudesNode()
     code = 0

@@ -20,6 +20,7 @@ from dudes_ros.argtypes import image_size
 from dudes_ros.config import ConfigError
 from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.messages.conversions import DEFAULT_MAX_PIXELS
+from dudes_ros.messages.types import COMPRESSED_IMAGE, IMAGE
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.runtime.cuda import check_device
 from dudes_ros.runtime.engine_cache import PRECISIONS
@@ -27,6 +28,10 @@ from dudes_ros.runtime.tensorrt_engine import EngineSettings
 
 RELIABILITIES = ("best_effort", "reliable")
 TRANSPORTS = ("raw", "compressed")
+# The default input_timeout: diagnostic_aggregator's default stale timeout, so a monitor and
+# this node call a silent camera silent at the same age; it is well above Fast DDS discovery on
+# one host (under 1 s) and the frame period of any camera of 1 Hz or faster.
+INPUT_TIMEOUT = 5.0
 
 Validator = Callable[[Any], str | None]  # returns what was expected when the value is invalid
 
@@ -109,8 +114,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras", [], "camera names; each gets <name>/image in and <name>/segmentation, "
               "... out, all inferred as one batch; empty = one camera, un-prefixed topics",
               _cameras),
-    ParamSpec("transport", "raw", "input: 'raw' subscribes to image (sensor_msgs/Image), "
-              "'compressed' to image/compressed (JPEG/PNG)", _choice(*TRANSPORTS)),
+    ParamSpec("transport", "raw", "input, as image_transport names it: 'raw' subscribes to "
+              "the base topic image (remap it: -r image:=/camera/image_raw) as "
+              "sensor_msgs/Image, 'compressed' to <base>/compressed (/camera/image_raw/"
+              "compressed) as sensor_msgs/CompressedImage (JPEG/PNG)", _choice(*TRANSPORTS)),
     ParamSpec("qos.reliability", "best_effort", "input subscription reliability "
               "(best_effort = sensor-data QoS)", _choice(*RELIABILITIES)),
     ParamSpec("qos.depth", 1, "input subscription history depth", _at_least(1)),
@@ -136,6 +143,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "consecutive frames over threshold", _at_least(1), runtime=True),
     ParamSpec("ood.clear_after", DEFAULT_CLEAR_AFTER, "alarm clears after this many "
               "consecutive frames under threshold", _at_least(1), runtime=True),
+    ParamSpec("input_timeout", INPUT_TIMEOUT, "seconds without a frame on a camera's input "
+              "(since activation or its last frame) after which /diagnostics turns WARN, naming "
+              "the topic, its type and what the graph shows there; 0 = never",
+              _at_least(0.0), runtime=True),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages",
               _at_least(0.0, strict=True)),
     ParamSpec("reject_log_period", 5.0, "seconds; each rejection reason is logged at most "
@@ -182,6 +193,7 @@ class NodeConfig:
     ood_frame_threshold: float
     ood_raise_after: int
     ood_clear_after: int
+    input_timeout: float
     diagnostics_period: float
     reject_log_period: float
     engine_precision: str
@@ -243,6 +255,18 @@ class NodeConfig:
     def camera_names(self) -> list[str]:
         """Cameras as used for topic prefixes: ``[""]`` for the single un-prefixed camera."""
         return list(self.cameras) or [""]
+
+
+def input_topic(base: str, transport: str) -> tuple[str, str]:
+    """``(topic, message type)`` a camera reads, after image_transport's convention: the base
+    topic (``image``, ``front/image`` or what it is remapped to) for ``raw``, ``<base>/compressed``
+    for ``compressed``. The node and the launch file both decide with this."""
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"parameter transport: invalid value {transport!r}; expected one of "
+                          f"{list(TRANSPORTS)}")
+    if transport == "compressed":
+        return f"{base.rstrip('/')}/compressed", COMPRESSED_IMAGE
+    return base, IMAGE
 
 
 def validate(name: str, value: Any) -> str | None:
