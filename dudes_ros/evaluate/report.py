@@ -1,8 +1,14 @@
 """``dudes evaluate``: metrics JSON plus a Markdown report with PNG plots.
 
 Writes into ``--report DIR``: ``metrics.json``, ``report.md``, ``reliability.png``,
-``removal_curve.png``, ``errors_roc_pr.png``, ``anomaly_roc_pr.png`` (when the data has
-anomaly masks with anomalies) and ``examples.png``. Every file is written atomically.
+``removal_curve.png``, ``errors_roc_pr.png``, ``anomaly_roc_pr.png`` (when there are anomaly
+pixels to score) and ``examples.png``. Every file is written atomically.
+
+Anomaly (OOD) scores need pixels marked as anomalies, which Cityscapes has none of: either
+``<stem>_gtFine_anomalyMask.png`` beside the labels of ``--data`` (the synthetic scenes have
+them), or a public anomaly benchmark given with ``--anomaly-data DIR`` (images plus per-image
+OOD masks, 1 = anomaly, 0 = in-distribution, 255 = void; ``dudes_ros.data.anomaly_benchmark``),
+whose scores then fill the comparison's anomaly columns.
 """
 
 from __future__ import annotations
@@ -151,6 +157,28 @@ def comparison_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+ANOMALY_DATA_HINT = ("pass --anomaly-data DIR: a folder of images plus per-image OOD masks "
+                     "(DIR/images/<name>.png|.jpg, DIR/labels/<name>.png; 1 = anomaly, "
+                     "0 = in-distribution, 255 = void), as Fishyscapes Lost & Found and Road "
+                     "Anomaly are distributed")
+
+
+def anomaly_note(results: dict) -> str:
+    """One line saying where the anomaly columns come from, or why they are n/a."""
+    benchmark = results.get("anomaly_benchmark")
+    if benchmark:
+        root = results.get("data", {}).get("anomaly_data", "the anomaly data")
+        return (f"Anomaly columns: {benchmark['frames']} frames of {root} (pixels of its OOD "
+                "masks against its in-distribution pixels; frame AUROC needs frames without "
+                "anomalies too).")
+    positives = any(ms["ood"]["pixel"]["positives"] for ms in results["methods"].values())
+    if positives:
+        return "Anomaly columns: the anomaly masks (*_gtFine_anomalyMask.png) of the data."
+    return ("Anomaly AUROC, AP, FPR@95 and frame AUROC are n/a: the data has no anomaly pixels "
+            "(no *_gtFine_anomalyMask.png beside its labels; Cityscapes has none). To score "
+            "anomalies, " + ANOMALY_DATA_HINT + ".")
+
+
 def _pavpu_note(results: dict) -> str:
     """What the PAvPU column's thresholds are, stating the student's only when it has one."""
     point = results.get("operating_point") or {}
@@ -173,7 +201,8 @@ def _markdown(results: dict, plots: dict[str, str]) -> str:
              "## Comparison", "", comparison_markdown(results["comparison"]), "",
              "Ranking scores (AUROC, AP, FPR@95) come from 10,000-bin histograms; the largest "
              "possible AUROC deviation from unbinned values is stored per method as "
-             "`auroc_bin_error` in metrics.json. " + _pavpu_note(results), ""]
+             "`auroc_bin_error` in metrics.json. " + _pavpu_note(results), "",
+             anomaly_note(results), ""]
     agreement = results.get("student_vs_teacher")
     if agreement:
         lines += ["## Student vs teacher uncertainty", "",
@@ -213,8 +242,9 @@ def write_report(results: dict, examples: list[dict], report_dir: str | Path) ->
     plots["uncertain pixels removed"] = plot_removal(results, out / "removal_curve.png")
     plots["misclassification ROC/PR"] = plot_roc_pr(results, "error_curves", "errors",
                                                     out / "errors_roc_pr.png")
-    if any(ms["ood"]["pixel"]["positives"] for ms in results["methods"].values()):
-        plots["anomaly ROC/PR"] = plot_roc_pr(results, "ood_curves", "anomalies",
+    anomaly_source = results.get("anomaly_benchmark") or results
+    if any(ms["ood"]["pixel"]["positives"] for ms in anomaly_source["methods"].values()):
+        plots["anomaly ROC/PR"] = plot_roc_pr(anomaly_source, "ood_curves", "anomalies",
                                               out / "anomaly_roc_pr.png")
     if examples:
         plots["examples"] = plot_examples(examples, out / "examples.png")
@@ -228,6 +258,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=os.environ.get("CITYSCAPES_DATASET"),
                         help="Cityscapes-layout root (default: $CITYSCAPES_DATASET)")
     parser.add_argument("--split", default="val", help="split folder (default: val)")
+    parser.add_argument("--anomaly-data", type=Path, default=None, metavar="DIR",
+                        help="anomaly benchmark for the anomaly columns: DIR/images/ plus "
+                             "per-image OOD masks DIR/labels/<name>.png (1 = anomaly, 0 = "
+                             "in-distribution, 255 = void), as Fishyscapes Lost & Found or "
+                             "Road Anomaly. Without it they come from the data's "
+                             "*_gtFine_anomalyMask.png files (Cityscapes has none: n/a)")
     parser.add_argument("--model", type=Path, default=None,
                         help="deployed student ONNX (manifest beside it). Without --student it "
                              "is the student scored, through --backend as on the vehicle "
@@ -293,10 +329,12 @@ def _load_checkpoint(path: Path, role: str, flag: str, device):
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from dudes_ros.data.anomaly_benchmark import AnomalyBenchmark
     from dudes_ros.data.cityscapes import CityscapesDataset
     from dudes_ros.evaluate.runner import (
         DeployedStudent,
         Evaluator,
+        evaluate_anomaly_dataset,
         evaluate_dataset,
         pick_device,
     )
@@ -311,6 +349,7 @@ def run(args: argparse.Namespace) -> int:
     point = _thresholds(args, args.model or deployed)
     device = pick_device(args.device)
     dataset = CityscapesDataset(args.data, args.split)
+    anomaly_data = AnomalyBenchmark(args.anomaly_data) if args.anomaly_data else None
     with contextlib.ExitStack() as stack:
         if deployed is not None:
             if not deployed.is_file():
@@ -337,13 +376,18 @@ def run(args: argparse.Namespace) -> int:
             evaluator = Evaluator(student, teacher, member, input_size=size, device=device,
                                   pixel_threshold=point["pixel"], frame_threshold=point["frame"],
                                   examples=args.examples)
-            results = evaluate_dataset(evaluator, dataset, args.limit)
+            evaluate_dataset(evaluator, dataset, args.limit)
+            if anomaly_data is not None:
+                evaluate_anomaly_dataset(evaluator, anomaly_data, args.limit)
+            results = evaluator.results()
     results["data"] = {"root": str(args.data), "split": args.split, "device": str(device),
+                       "anomaly_data": str(args.anomaly_data) if args.anomaly_data else None,
                        "student": described, "teacher": args.teacher,
                        "member": (str(args.member) if args.member
                                   else "teacher member 0" if teacher else None)}
     results["operating_point"] = point
     report = write_report(results, evaluator.examples, args.report)
     print(comparison_markdown(results["comparison"]))
+    print(anomaly_note(results))
     print(f"report: {report}")
     return 0

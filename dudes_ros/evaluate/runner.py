@@ -145,6 +145,11 @@ class Evaluator:
                 mt.UncertaintyErrorMetrics(pixel_threshold if is_student else None),
                 mt.OodMetrics(pixel_threshold if is_student else None,
                               frame_threshold if is_student else None))
+        # the same scores on an anomaly benchmark (``update_anomaly``), kept apart
+        self.benchmark = {name: mt.OodMetrics(scores.ood.pixel_threshold,
+                                              scores.ood.frame_threshold)
+                          for name, scores in self.methods.items()}
+        self.benchmark_frames = 0
         self.agreement = mt.StudentTeacherAgreement() if teacher is not None else None
         self.examples_wanted = examples
         self.examples: list[dict] = []
@@ -218,6 +223,20 @@ class Evaluator:
             self.examples.append(self._example(item, outputs))
         self.frames += 1
 
+    def update_anomaly(self, item: dict) -> None:
+        """Score one anomaly-benchmark item (``AnomalyBenchmark``: ``labels`` only mark void
+        pixels, ``anomaly`` the OOD ones): OOD metrics only, apart from the main data's."""
+        size = tuple(item["labels"].shape)
+        for name in self.models:
+            timed = len(self.scores[name].latencies_ms)
+            _, _, maps_np = self._predict(name, item["image"], size)
+            # latency stays the main data's: benchmark frames may have another size
+            del self.scores[name].latencies_ms[timed:]
+            for method, (model, key, _) in METHODS.items():
+                if model == name:
+                    self.benchmark[method].update(maps_np[key], item["labels"], item["anomaly"])
+        self.benchmark_frames += 1
+
     def _predict(self, name: str, image: np.ndarray,
                  size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None, dict]:
         """(prediction [H, W], confidence [H, W] or None, score maps [H, W]) at label size."""
@@ -256,17 +275,27 @@ class Evaluator:
                "models": models, "methods": methods,
                "student_vs_teacher": (self.agreement.summary(CLASS_NAMES)
                                       if self.agreement is not None else None)}
-        out["comparison"] = comparison_table(models, methods)
+        benchmark = None
+        if self.benchmark_frames:
+            benchmark = {"frames": self.benchmark_frames, "methods": {
+                name: {"ood": ood.summary(methods[name]["errors"]["at_threshold"]["threshold"]),
+                       "ood_curves": ood.pixels.curves()}
+                for name, ood in self.benchmark.items()}}
+            out["anomaly_benchmark"] = benchmark
+        out["comparison"] = comparison_table(models, methods, benchmark)
         return out
 
 
-def comparison_table(models: dict, methods: dict) -> list[dict]:
-    """One row per uncertainty method: its model's cost and accuracy next to its scores."""
+def comparison_table(models: dict, methods: dict, benchmark: dict | None = None) -> list[dict]:
+    """One row per uncertainty method: its model's cost and accuracy next to its scores. The
+    anomaly columns come from ``benchmark`` (``results()["anomaly_benchmark"]``) when given,
+    else from the main data's anomaly masks (``anomaly_data`` says which)."""
     rows = []
     for name, summary in methods.items():
         model, _, description = METHODS[name]
         ms = models[model]
         err = summary["errors"]
+        ood = benchmark["methods"][name]["ood"] if benchmark else summary["ood"]
         rows.append({
             "method": name, "description": description, "model": model,
             "forward_passes": ms["forward_passes"], "latency_ms": ms["latency_ms"],
@@ -275,10 +304,11 @@ def comparison_table(models: dict, methods: dict) -> list[dict]:
             "error_aupr": err["misclassification"]["average_precision"],
             "pavpu": err["at_threshold"]["pavpu"],
             "pixel_threshold": err["at_threshold"]["threshold"],
-            "anomaly_auroc": summary["ood"]["pixel"]["auroc"],
-            "anomaly_ap": summary["ood"]["pixel"]["average_precision"],
-            "anomaly_fpr95": summary["ood"]["pixel"]["fpr_at_95_tpr"],
-            "frame_auroc": summary["ood"]["frame"]["auroc"],
+            "anomaly_auroc": ood["pixel"]["auroc"],
+            "anomaly_ap": ood["pixel"]["average_precision"],
+            "anomaly_fpr95": ood["pixel"]["fpr_at_95_tpr"],
+            "frame_auroc": ood["frame"]["auroc"],
+            "anomaly_data": "benchmark" if benchmark else "data",
         })
     return rows
 
@@ -292,6 +322,14 @@ def evaluate_dataset(evaluator: Evaluator, dataset, limit: int | None = None) ->
     for index in tqdm(range(count), desc="evaluate", unit="frame"):
         evaluator.update(dataset[index])
     return evaluator.results()
+
+
+def evaluate_anomaly_dataset(evaluator: Evaluator, dataset, limit: int | None = None) -> None:
+    """Feed anomaly-benchmark items (``AnomalyBenchmark``-like) through
+    ``evaluator.update_anomaly``; ``results()`` then holds ``anomaly_benchmark``."""
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    for index in tqdm(range(count), desc="anomaly data", unit="frame"):
+        evaluator.update_anomaly(dataset[index])
 
 
 def pick_device(name: str) -> torch.device:
