@@ -19,7 +19,11 @@ in-domain frames; frames whose anomaly mask marks anything are left out. Then:
    in-domain false-alarm rate reached is at most the target (default 1 % of frames).
 
 Both, the rate reached and a description of the data, are merged into the model manifest's
-``ood`` section with ``dudes_ros.runtime.manifest.update_ood_calibration``.
+``ood`` section with ``dudes_ros.runtime.manifest.update_ood_calibration``: of the model named
+with ``--model`` (in place), or of a calibrated copy written to ``--output NEW.onnx`` (the ONNX
+copied, its manifest beside it). Without either, nothing is written: the command never
+rewrites a model nobody named, so the bundled or installed student (the default model read)
+keeps the calibration it shipped with, and every node that loads it keeps its thresholds.
 """
 
 from __future__ import annotations
@@ -132,8 +136,13 @@ def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None,
-                        help="deployed student ONNX whose manifest is updated (default: the "
-                             "bundled engines/dudes_student.onnx)")
+                        help="deployed student ONNX to calibrate; its manifest is updated in "
+                             "place (default: read the bundled engines/dudes_student.onnx, "
+                             "which is never rewritten: give --output or --dry-run with it)")
+    parser.add_argument("--output", type=Path, default=None, metavar="NEW.onnx",
+                        help="write a calibrated copy instead: the model's ONNX copied to "
+                             "NEW.onnx with the calibrated manifest NEW.json beside it (a new "
+                             "path; the model read stays as it was)")
     parser.add_argument("--data", default=os.environ.get("CITYSCAPES_DATASET"),
                         help="in-domain Cityscapes-layout root (default: $CITYSCAPES_DATASET)")
     parser.add_argument("--split", default="val", help="split folder (default: val)")
@@ -159,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     from dudes_ros.data.cityscapes import CityscapesDataset
     from dudes_ros.inference.factory import create_predictor
     from dudes_ros.resources import bundled_model
-    from dudes_ros.runtime.manifest import load_manifest, update_ood_calibration
+    from dudes_ros.runtime.manifest import load_manifest, manifest_path, update_ood_calibration
 
     if not args.data:
         raise UsageError("no data; pass --data ROOT or set CITYSCAPES_DATASET")
@@ -167,7 +176,15 @@ def run(args: argparse.Namespace) -> int:
     if model.suffix != ".onnx" or not model.is_file():
         raise UsageError(f"model {model} is not an existing .onnx file; expected the deployed "
                          "student from dudes export (its manifest beside it is updated)")
-    load_manifest(model)  # fail before the long run, not after it
+    # checked before the long run, not after it
+    if args.model is None and args.output is None and not args.dry_run:
+        raise UsageError(f"no model to write the thresholds into: the bundled model {model} is "
+                         "never rewritten; pass --output NEW.onnx for a calibrated copy of it, "
+                         "--model STUDENT.onnx to update that model's manifest in place, or "
+                         "--dry-run to only print the thresholds")
+    if args.output is not None:
+        check_output(args.output, model)
+    load_manifest(model)
     dataset = CityscapesDataset(args.data, args.split)
     with create_predictor(model, backend=args.backend, device=args.device) as predictor:
         result = calibrate(predictor, dataset, args.false_alarm_rate, args.pixel_threshold,
@@ -179,12 +196,44 @@ def run(args: argparse.Namespace) -> int:
           f"{result['frame_threshold']:.6g}, in-domain false-alarm rate "
           f"{result['false_alarm_rate']:.4f} (target {args.false_alarm_rate}) on "
           f"{result['data']['frames']} frames")
-    if not args.dry_run:
-        try:
-            update_ood_calibration(model, result)
-        except OSError as exc:
-            raise UsageError(f"cannot write the manifest beside {model}: {exc}; copy the "
-                             "model and its .json somewhere writable and pass --model, or use "
-                             "--dry-run") from exc
+    if args.dry_run:
+        return 0
+    target = model if args.output is None else args.output
+    try:
+        if args.output is not None:
+            copy_model(model, args.output)
+        update_ood_calibration(target, result)
+    except OSError as exc:
+        raise UsageError(f"cannot write the manifest beside {target}: {exc}; pass --output "
+                         "with a writable NEW.onnx, or use --dry-run") from exc
+    if args.output is not None:
+        print(f"wrote {args.output} (a copy of {model}) and its calibrated manifest "
+              f"{manifest_path(args.output)}")
+    else:
         print(f"wrote the ood section of the manifest beside {model}")
     return 0
+
+
+def check_output(output: Path, model: Path) -> None:
+    """Refuse an ``--output`` that is not a new ``.onnx`` path."""
+    if output.suffix != ".onnx":
+        raise UsageError(f"--output {output}: expected a path ending in .onnx (its manifest "
+                         "is written beside it as .json)")
+    from dudes_ros.runtime.manifest import manifest_path
+
+    taken = [p for p in (output, manifest_path(output)) if p.exists()]
+    if taken:
+        raise UsageError(f"--output {output}: {taken[0]} exists already; choose a new path, "
+                         "or update that model in place with --model")
+
+
+def copy_model(model: Path, output: Path) -> None:
+    """``model`` and its manifest copied to ``output`` and its ``.json``, each atomically."""
+    import shutil
+
+    from dudes_ros.files import staged
+    from dudes_ros.runtime.manifest import manifest_path
+
+    for source, target in ((model, output), (manifest_path(model), manifest_path(output))):
+        with staged(target) as tmp:
+            shutil.copyfile(source, tmp)
