@@ -8,6 +8,8 @@ import json
 import os
 import platform
 
+from dudes_ros.ros.distro import current_name, profile_facts
+
 
 def _version(module: str) -> str | None:
     try:
@@ -21,10 +23,11 @@ def collect() -> dict:
     facts: dict = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "ros_distro": os.environ.get("ROS_DISTRO") or _ros_distro_from_wheels(),
+        "ros_distro": current_name(),
         "rmw_implementation": os.environ.get("RMW_IMPLEMENTATION") or "default (rmw_fastrtps_cpp)",
         "ros_domain_id": os.environ.get("ROS_DOMAIN_ID", "0 (default)"),
-        "fastdds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"),
+        # Fast DDS 3 (Kilted) reads the first, Fast DDS 2 (Jazzy, Humble) the second
+        **{v.lower(): value for v, value in profile_facts().items()},
         "rclpy": _version("rclpy"),
         "numpy": _version("numpy"),
         "opencv": _version("cv2"),
@@ -56,10 +59,40 @@ def collect() -> dict:
     if not facts["gpus"]:  # a torch-free TensorRT install still sees its GPUs via cuda-python
         from dudes_ros.runtime import cuda
 
+        counted = cuda.gpu_count()
         facts["gpus"] = [{"name": gpu.name, "compute_capability": gpu.compute_capability}
-                         for gpu in map(cuda.gpu_info, range(cuda.gpu_count()))]
+                         for gpu in map(cuda.gpu_info, range(counted.count or 0))]
+        if counted.count is None and facts["cuda_python"] and cuda.driver_present():
+            facts["gpu_count_error"] = counted.error
     facts["auto_backend"] = _auto_choice()
+    facts["hints"] = _hints(facts)
     return facts
+
+
+def _hints(facts: dict) -> list[str]:
+    """What to install or set, for each missing or broken piece found."""
+    from dudes_ros.runtime.tensorrt_support import INSTALL_TENSORRT, SUPPORTED_TEXT
+
+    hints = []
+    if not any(facts.get(k) for k in facts if k.endswith("_default_profiles_file")):
+        hints.append("Fast DDS profile not set: with default transports Fast DDS drops about "
+                     "half of 640x480 frames at 30 Hz; export FASTDDS_DEFAULT_PROFILES_FILE "
+                     "(Fast DDS 3, Kilted) and FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2, "
+                     "Jazzy, Humble) = the installed config/fastdds_large_images.xml")
+    if not facts.get("rclpy"):
+        hints.append("rclpy not importable: source a ROS 2 install (Jazzy, Kilted, Humble) or "
+                     "use the venv of scripts/setup.sh")
+    if not facts.get("tensorrt"):
+        hints.append(f"TensorRT not installed (optional, for the GPU engine; {SUPPORTED_TEXT}): "
+                     f"{INSTALL_TENSORRT}")
+    elif not facts.get("cuda_python"):
+        hints.append(f"TensorRT is installed but cuda-python is not: {INSTALL_TENSORRT}")
+    if facts.get("gpu_count_error"):
+        hints.append(f"the GPUs cannot be counted: {facts['gpu_count_error']}")
+    if not facts.get("torch"):
+        hints.append("torch not installed (needed only to train, export or run .pt "
+                     "checkpoints): pip install 'dudes_ros[torch]'")
+    return hints
 
 
 def _auto_choice() -> str:
@@ -75,18 +108,6 @@ def _auto_choice() -> str:
     return f"{choice.backend} on {choice.device}{fallback}: {choice.reason}"
 
 
-def _ros_distro_from_wheels() -> str | None:
-    try:
-        from importlib.metadata import distributions
-    except ImportError:
-        return None
-    for dist in distributions():
-        name = dist.metadata["Name"] or ""
-        if name.startswith("ros-") and name.endswith("-rclpy") and name.count("-") == 2:
-            return name.split("-")[1]
-    return None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the facts as JSON")
 
@@ -98,9 +119,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(k) for k in facts)
     for key, value in facts.items():
-        shown = ("not set" if key == "fastdds_profile" else "not installed") if value is None \
+        unset = "not set" if key.endswith("_default_profiles_file") else "not installed"
+        shown = unset if value is None \
             else value
+        if key == "hints":
+            continue
         if isinstance(value, list):
             shown = ", ".join(map(str, value)) if value else "none"
         print(f"{key:<{width}}  {shown}")
+    for hint in facts["hints"]:
+        print(f"hint: {hint}")
     return 0

@@ -20,7 +20,7 @@ from dudes_ros.runtime.engine_cache import (
     TqdmProgress,
     engine_name,
 )
-from dudes_ros.runtime.tensorrt_build import calibration_id, calibration_images, load_rgb
+from dudes_ros.runtime.precision import calibration_id, calibration_images, load_rgb
 
 KEY = EngineKey(onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="NVIDIA H200",
                 compute_capability="9.0", precision="fp16",
@@ -239,8 +239,8 @@ def test_calibration_image_helpers(tmp_path):
     cv2.imwrite(str(tmp_path / "calib" / "a.png"), bgr)
     files = calibration_images(tmp_path / "calib")
     first_id = calibration_id(files)
-    rgb = load_rgb(files[0], 10, 15)
-    assert rgb.shape == (10, 15, 3)
+    rgb = load_rgb(files[0])  # at its own size: the deploy graph resizes
+    assert rgb.shape == (20, 30, 3)
     assert (rgb[..., 2] == 255).all() and (rgb[..., :2] == 0).all()
     cv2.imwrite(str(tmp_path / "calib" / "b.jpg"), bgr)
     files = calibration_images(tmp_path / "calib")

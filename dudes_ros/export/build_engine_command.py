@@ -13,8 +13,15 @@ import sys
 from pathlib import Path
 
 from dudes_ros.argtypes import image_size, positive_int
-from dudes_ros.runtime.engine_cache import PRECISIONS, EngineBuildError
+from dudes_ros.runtime.engine_cache import EngineBuildError
+from dudes_ros.runtime.precision import PRECISIONS
 from dudes_ros.runtime.tensorrt_engine import EngineSettings
+from dudes_ros.runtime.tensorrt_support import (
+    INSTALL_TENSORRT,
+    SUPPORTED_TEXT,
+    UnsupportedTensorRT,
+    tensorrt_missing,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="engine cache folder (engine.cache_dir; default: cache/ beside "
                         "the ONNX)")
     parser.add_argument("--calibration-folder", type=Path, default=None,
-                        help="images for INT8 entropy calibration (needed for --precision "
-                        "int8)")
+                        help="in-domain images for int8 post-training calibration (needed for "
+                        "--precision int8; every image is used)")
     parser.add_argument("--workspace-gib", type=float, default=EngineSettings.workspace_gib,
                         help="TensorRT builder workspace limit (engine.workspace_gib)")
     parser.add_argument("--device", default="cuda", help="'cuda' or 'cuda:N'")
@@ -44,29 +51,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dudes_ros.runtime import cuda
 
-    missing = [name for name, ok in (("tensorrt", importlib.util.find_spec("tensorrt")),
-                                     ("cuda-python", cuda.bindings_available())) if not ok]
-    if missing:
-        print(f"dudes build-engine: {' and '.join(missing)} not installed (TensorRT comes with "
-              "JetPack or NVIDIA's tensorrt wheels; pip install cuda-python)", file=sys.stderr)
+    if importlib.util.find_spec("tensorrt") is None:
+        print(f"dudes build-engine: {tensorrt_missing('no module named tensorrt')}",
+              file=sys.stderr)
+        return 2
+    if not cuda.bindings_available():
+        print(f"dudes build-engine: TensorRT's device memory comes from NVIDIA's cuda-python "
+              f"runtime bindings, which are not installed. {INSTALL_TENSORRT}", file=sys.stderr)
+        return 2
+    counted = cuda.gpu_count()
+    if not counted.count:
+        state = counted.error or "cuda-python sees 0 GPUs"
+        print(f"dudes build-engine: TensorRT builds an engine on the GPU that will run it, and "
+              f"no GPU is usable here: {state}", file=sys.stderr)
         return 2
     from dudes_ros.runtime.engine_cache import TqdmProgress
     from dudes_ros.runtime.tensorrt_engine import load_engine
 
     try:
-        settings = EngineSettings(
-            precision=args.precision, max_batch=args.max_batch, opt_size=args.opt_size,
-            max_size=args.max_size, cache_dir=str(args.cache_dir) if args.cache_dir else None,
-            calibration_folder=str(args.calibration_folder) if args.calibration_folder
-            else None, workspace_gib=args.workspace_gib)
+        settings = _settings(args)
         loaded = load_engine(args.onnx, settings, cuda.parse_device(args.device),
                              progress=TqdmProgress())
-    except (OSError, ValueError, EngineBuildError, cuda.CudaError) as exc:  # ConfigError too
+    except (OSError, ValueError, EngineBuildError, cuda.CudaError,
+            UnsupportedTensorRT) as exc:  # ConfigError, VariantError too
         print(f"dudes build-engine: {exc}", file=sys.stderr)
         return 2
     outcome, key = loaded.outcome, loaded.key
     state = f"built in {outcome.build_seconds:.1f} s ({outcome.reason})" if outcome.built \
         else "already cached and valid"
-    print(f"{outcome.engine_path}: {state}; {key.precision}, profile {key.profile}, "
-          f"TensorRT {key.tensorrt_version} on {key.gpu_name} (sm {key.compute_capability})")
+    print(f"{outcome.engine_path}: {state}; {key.precision} ({loaded.variant.path.name}), "
+          f"profile {key.profile}, TensorRT {key.tensorrt_version} on {key.gpu_name} "
+          f"(sm {key.compute_capability}); supported: {SUPPORTED_TEXT}")
     return 0
+
+
+def _settings(args: argparse.Namespace) -> EngineSettings:
+    return EngineSettings(
+        precision=args.precision, max_batch=args.max_batch, opt_size=args.opt_size,
+        max_size=args.max_size, cache_dir=str(args.cache_dir) if args.cache_dir else None,
+        calibration_folder=str(args.calibration_folder) if args.calibration_folder else None,
+        workspace_gib=args.workspace_gib)

@@ -6,7 +6,9 @@ the ONNX itself converted to torch (onnx2torch), so the bundled model also runs 
 without TensorRT. "auto" (``choose_backend``), on a machine with a CUDA GPU, takes the first
 GPU path that can run the model: TensorRT (with cuda-python for its memory), ONNX Runtime's
 CUDA provider, torch on CUDA; the CPU (ONNX Runtime) only when none can, and then the reason
-names what each GPU path lacked and ``cpu_fallback`` is set so the node can warn. A checkpoint
+names what each GPU path lacked and ``cpu_fallback`` is set so the node can warn. A GPU count
+that fails (cuda-python against too old a driver) is "unknown", and the CPU chosen then, or on
+any machine with the NVIDIA driver's device files, is a fallback too. A checkpoint
 always runs on torch. The choice and its reason are logged and kept in
 ``provenance()["selected_because"]``.
 """
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.runtime import cuda
-from dudes_ros.runtime.cuda import DEVICES_HELP, check_device
+from dudes_ros.runtime.cuda import DEVICES_HELP, DRIVER_DEVICE_FILES, check_device
 
 if TYPE_CHECKING:  # only annotated here; the TensorRT pieces load when TensorRT runs
     from dudes_ros.runtime.tensorrt_engine import EngineSettings
@@ -32,7 +34,6 @@ LOG = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-DRIVER_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvhost-ctrl-gpu")  # desktop / Jetson driver
 
 
 def _importable(name: str) -> bool:
@@ -47,18 +48,33 @@ class Probe:
     torch takes seconds, so it is asked last). Tests substitute fixed answers."""
 
     @functools.cached_property
-    def gpus(self) -> tuple[int, str]:
-        """(number of CUDA GPUs, what counted them). Without cuda-python, the driver's device
-        files decide first, so a machine without an NVIDIA GPU never imports torch here."""
+    def driver_present(self) -> bool:
+        """Whether the NVIDIA driver's device files exist (a GPU machine, working or not)."""
+        return cuda.driver_present()
+
+    @functools.cached_property
+    def gpus(self) -> tuple[int | None, str]:
+        """(number of CUDA GPUs or None = unknown, what counted them or why they could not be
+        counted). cuda-python counts first; when it fails (an old driver for the installed
+        cuda-bindings) the state is unknown, not 0, and torch is asked next. Without the
+        driver's device files the count is 0 and torch is never imported here."""
+        failed = ""
+        no_driver = f"no NVIDIA driver device ({', '.join(DRIVER_DEVICE_FILES)})"
         if cuda.bindings_available():
-            return cuda.gpu_count(), "cuda-python"
-        if not any(Path(p).exists() for p in DRIVER_DEVICE_FILES):
-            return 0, f"no NVIDIA driver device ({', '.join(DRIVER_DEVICE_FILES)})"
+            counted = cuda.gpu_count()
+            if counted.count is not None:
+                return counted.count, "cuda-python"
+            if not self.driver_present:  # cuda-python fails as it must without a driver
+                return 0, no_driver
+            failed = f"cuda-python could not count the GPUs ({counted.error}); "
+        if not self.driver_present:
+            return 0, no_driver
         if _importable("torch"):
             import torch
 
-            return torch.cuda.device_count(), "torch"
-        return 0, "nothing (neither cuda-python nor torch is installed)"
+            return torch.cuda.device_count(), f"{failed}torch"
+        return None, (f"{failed}the NVIDIA driver's device files exist but nothing could "
+                      "count the GPUs (neither a working cuda-python nor torch is installed)")
 
     @functools.cached_property
     def tensorrt(self) -> bool:
@@ -116,22 +132,30 @@ def choose_backend(model_path: Path, device: str = "auto", probe: Probe | None =
     if device == "cpu":
         return _cpu_choice(model_path, probe, "device is 'cpu'", False)
     count, counted_by = probe.gpus
+    if count is None:
+        if device != "auto":
+            raise RuntimeError(f"device {device!r} asked for, but the GPU state is unknown: "
+                               f"{counted_by}")
+        return _cpu_choice(model_path, probe, f"the GPU state is unknown: {counted_by}", True)
     if count == 0:
         if device != "auto":
             raise RuntimeError(f"device {device!r} asked for, but no CUDA GPU is visible "
                                f"(counted by {counted_by})")
+        # On a machine with the NVIDIA driver, running on the CPU is a fault to warn about.
         return _cpu_choice(model_path, probe, f"no CUDA GPU is visible (counted by "
-                           f"{counted_by})", False)
+                           f"{counted_by})", probe.driver_present)
     index = cuda.parse_device(device)
     if index >= count:
         raise RuntimeError(f"device {device!r} asked for, but {count} CUDA GPU(s) are visible")
     gpu = f"cuda:{index}"
     lacking = []
-    if probe.tensorrt and probe.cuda_python:
+    if probe.tensorrt and probe.cuda_python and counted_by == "cuda-python":
         return Choice("tensorrt", gpu, f"tensorrt and cuda-python are importable and {count} "
                       "CUDA GPU(s) are visible")
     lacking.append("tensorrt is not installed" if not probe.tensorrt else
-                   "tensorrt is installed but cuda-python (its device memory) is not")
+                   "tensorrt is installed but cuda-python (its device memory) is not"
+                   if not probe.cuda_python else
+                   f"tensorrt is installed but cuda-python does not work ({counted_by})")
     if "CUDAExecutionProvider" in probe.ort_providers:
         return Choice("onnxruntime", gpu, f"{'; '.join(lacking)}; ONNX Runtime has the CUDA "
                       "provider")

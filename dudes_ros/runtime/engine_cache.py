@@ -1,13 +1,13 @@
 """The TensorRT engine cache: key, manifest, rebuild decision, atomic write under a file lock.
 
-An engine is only valid for the exact ONNX, TensorRT version, GPU model, compute capability,
-precision, shape profile and INT8 calibration it was built with: that is its ``EngineKey``, and the
-file name carries the key's digest (``engine_name``). Each cached engine ``<name>.engine`` has a
-JSON manifest ``<name>.engine.json`` holding the key and the engine's sha256. ``EngineCache.load``
-takes the engine's file lock (so several camera nodes sharing one cache build it once), checks the
-manifest against the wanted key, deserialises, and rebuilds on any mismatch, missing or corrupt
-file, or deserialisation failure, logging why. New engines are written to a temporary file and
-renamed into place, so a reader never sees half an engine.
+An engine is only valid for the exact ONNX variant, TensorRT version, GPU model, compute
+capability, precision, shape profile and INT8 calibration it was built with: that is its
+``EngineKey``, and the file name carries the key's digest (``engine_name``). Each cached engine
+``<name>.engine`` has a JSON manifest ``<name>.engine.json`` holding the key and the engine's
+sha256. ``EngineCache.load`` takes the engine's file lock (so several camera nodes sharing one
+cache build it once), checks the manifest against the wanted key, deserialises, and rebuilds on any
+mismatch, missing or corrupt file, or deserialisation failure, logging why. New engines are written
+to a temporary file and renamed into place, so a reader never sees half an engine.
 
 Nothing here imports TensorRT: the builder and the deserialiser are injected, which is how the
 tests exercise every branch without a GPU.
@@ -30,10 +30,10 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from dudes_ros.files import atomic_write_bytes
+from dudes_ros.runtime.precision import PRECISIONS
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
-PRECISIONS = ("fp16", "fp32", "int8")
 MANIFEST_FORMAT = "dudes_ros.engine/1"
 
 Progress = Callable[[str, int, int], None]
@@ -48,8 +48,9 @@ class EngineBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class EngineKey:
-    """Everything an engine depends on. ``profile`` maps "min"/"opt"/"max" to the input
-    shape ``[B, H, W, 3]``; ``calibration`` identifies the INT8 calibration data (else "")."""
+    """Everything an engine depends on. ``onnx_sha256`` is the precision variant's digest;
+    ``profile`` maps "min"/"opt"/"max" to the input shape ``[B, H, W, 3]``; ``calibration``
+    identifies the INT8 calibration data (else "")."""
 
     onnx_sha256: str
     tensorrt_version: str

@@ -2,9 +2,11 @@
 
 ``EngineSettings`` is the one description of an engine that the node's ``engine.*``
 parameters, ``dudes build-engine`` and the backend share, so an engine built ahead of time is
-exactly the file the node loads. ``load_engine`` turns settings, the ONNX and this machine's
-TensorRT and GPU into an ``EngineKey`` and gets the engine from the ``EngineCache`` (building
-it on a miss). The optimisation profile covers batch 1..``max_batch`` and any image size from
+exactly the file the node loads. ``load_engine`` checks the TensorRT version, gets the ONNX
+variant of the chosen precision (``runtime.precision``: made on first use and cached beside the
+engines), turns it, this machine's TensorRT and GPU into an ``EngineKey`` (keyed on the
+variant's sha256) and gets the engine from the ``EngineCache`` (building it on a miss). The
+optimisation profile covers batch 1..``max_batch`` and any image size from
 16x16 to ``max_size``, optimised for ``max_batch`` frames of ``opt_size``: only the in-graph
 resizes see the image size (the network runs at its fixed input size), so a wide profile
 costs little.
@@ -20,21 +22,12 @@ from typing import Any
 
 from dudes_ros.argtypes import MIN_SIDE
 from dudes_ros.config import check
-from dudes_ros.runtime.cuda import gpu_info
-from dudes_ros.runtime.engine_cache import (
-    PRECISIONS,
-    CacheOutcome,
-    EngineCache,
-    EngineKey,
-    Progress,
-)
+from dudes_ros.runtime.cuda import gpu_info, set_device
+from dudes_ros.runtime.engine_cache import CacheOutcome, EngineCache, EngineKey, Progress
 from dudes_ros.runtime.manifest import check_onnx_file
-from dudes_ros.runtime.tensorrt_build import (
-    build_serialized_engine,
-    calibration_cache_path,
-    calibration_id,
-    calibration_images,
-)
+from dudes_ros.runtime.precision import PRECISIONS, Variant, ensure_variant
+from dudes_ros.runtime.tensorrt_build import build_serialized_engine
+from dudes_ros.runtime.tensorrt_support import check_tensorrt_version
 
 MIN_IMAGE_SIZE = (MIN_SIDE, MIN_SIDE)
 DEFAULT_MAX_IMAGE_SIZE = (2160, 3840)
@@ -112,29 +105,39 @@ class LoadedTensorRTEngine:
     outcome: CacheOutcome
     manifest: dict
     key: EngineKey
+    variant: Variant
 
 
 def load_engine(onnx_path: str | Path, settings: EngineSettings, gpu: int = 0,
                 progress: Progress | None = None) -> LoadedTensorRTEngine:
-    """The engine for ``onnx_path`` and ``settings`` on GPU ``gpu``: from the cache or built."""
+    """The engine for ``onnx_path`` and ``settings`` on GPU ``gpu``: from the cache or built
+    (GPU ``gpu`` is made current in the calling thread). ``UnsupportedTensorRT`` for a TensorRT
+    this package does not support, ``VariantError`` when the precision variant cannot be
+    made."""
     import tensorrt as trt
 
+    check_tensorrt_version(trt.__version__)
     onnx_path = Path(onnx_path)
-    manifest, digest = check_onnx_file(onnx_path)
+    manifest, _ = check_onnx_file(onnx_path)
     profile = settings.profile(tuple(manifest["input"]["network_input_size"]))
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(onnx_path)
-    calibration, calibration_cache = "", None
-    if settings.precision == "int8":
-        calibration = calibration_id(calibration_images(settings.calibration_folder))
-        calibration_cache = calibration_cache_path(cache_dir, onnx_path, calibration)
+    variant = ensure_variant(onnx_path, settings.precision, cache_dir,
+                             settings.calibration_folder, _calibration_progress(progress))
     info = gpu_info(gpu)
-    key = EngineKey(onnx_sha256=digest, tensorrt_version=trt.__version__, gpu_name=info.name,
-                    compute_capability=info.compute_capability,
-                    precision=settings.precision, profile=profile, calibration=calibration)
+    set_device(gpu)
+    key = EngineKey(onnx_sha256=variant.sha256, tensorrt_version=trt.__version__,
+                    gpu_name=info.name, compute_capability=info.compute_capability,
+                    precision=settings.precision, profile=profile,
+                    calibration=variant.calibration)
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     builder = functools.partial(build_serialized_engine, workspace_gib=settings.workspace_gib,
-                                calibration_folder=settings.calibration_folder,
-                                calibration_cache=calibration_cache, gpu=gpu)
+                                gpu=gpu)
     loaded = EngineCache(cache_dir, builder, runtime.deserialize_cuda_engine).load(
-        onnx_path, key, progress)
-    return LoadedTensorRTEngine(loaded.engine, runtime, loaded.outcome, manifest, key)
+        variant.path, key, progress)
+    return LoadedTensorRTEngine(loaded.engine, runtime, loaded.outcome, manifest, key, variant)
+
+
+def _calibration_progress(progress: Progress | None):
+    if progress is None:
+        return None
+    return lambda done, total: progress("int8 calibration", done, total)
