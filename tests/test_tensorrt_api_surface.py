@@ -9,6 +9,10 @@ used on a variable that holds a TensorRT object (``VARIABLES``)."""
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +143,24 @@ def test_surface_files_are_sorted_identifiers(version):
              if not line.startswith("#")]
     assert lines == sorted(lines) and len(lines) > 1000
     assert all(part.isidentifier() for line in lines for part in line.split("."))
+
+
+@pytest.mark.parametrize("version", standins.VERSIONS)
+def test_surface_file_is_what_the_script_reads_from_the_wheel(version, tmp_path):
+    """Regenerating a committed surface from NVIDIA's wheel gives the same file. Needs
+    ``DUDES_TRT_WHEELS``: a folder holding ``<version>/`` (an unzipped
+    tensorrt-cu12-bindings wheel) or the ``.whl``; and cc, nm, readelf."""
+    wheels = os.environ.get("DUDES_TRT_WHEELS")
+    if not wheels:
+        pytest.skip("DUDES_TRT_WHEELS (a folder of tensorrt-cu12-bindings wheels) is not set")
+    if not all(shutil.which(tool) for tool in ("cc", "nm", "readelf")):
+        pytest.skip("needs cc, nm and readelf to link the bindings against stubs")
+    candidates = [Path(wheels) / version,
+                  *Path(wheels).glob(f"tensorrt_cu12_bindings-{version}-*.whl")]
+    wheel = next((c for c in candidates if c.exists()), None)
+    if wheel is None:
+        pytest.skip(f"no {version} wheel under {wheels}")
+    out = tmp_path / f"{version}.txt"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "tensorrt_api_surface.py"), version,
+                    "--wheel", str(wheel), "--out", str(out)], check=True, timeout=300)
+    assert out.read_text() == (API / f"{version}.txt").read_text()
