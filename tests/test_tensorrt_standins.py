@@ -241,6 +241,18 @@ def test_engine_header_records_the_onnx_types(trt, variant, types, precision):
     assert head["qdq"] == variant.get("qdq", False)
 
 
+def test_every_network_is_strongly_typed_on_11(trt, trt_version):
+    weak = header(trt, build(trt, strongly_typed=False))
+    assert weak["strongly_typed"] is (trt_version == V11)
+
+
+def test_profile_must_match_the_networks_rank_and_fixed_dimensions(trt):
+    assert build(trt, profile=([1, 16, 16, 4], [1, 64, 64, 4], [2, 128, 128, 4])) is None
+    assert "gives 4 for axis 3, which the network fixes at 3" in trt._standin.log[-1]
+    assert build(trt, profile=([1, 16, 3], [1, 64, 3], [2, 128, 3])) is None
+    assert "has rank 3; the network input has rank 4" in trt._standin.log[-1]
+
+
 def test_strongly_typed_network_refuses_precision_flags(trt, trt_version):
     if trt_version == V11:
         assert not hasattr(trt.BuilderFlag, "FP16") and not hasattr(trt.BuilderFlag, "BF16")

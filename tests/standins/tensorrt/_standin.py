@@ -90,6 +90,9 @@ ENUM_VALUES = {
         "NetworkDefinitionCreationFlag": {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1,
                                           "PREFER_AOT_PYTHON_PLUGINS": 2}},
 }[VERSION]
+# TensorRT 11 removed weak typing: every network is strongly typed, the creation flag is
+# accepted and ignored (TensorRT 11.0.0 release notes).
+ALWAYS_STRONGLY_TYPED = int(VERSION.split(".")[0]) >= 11
 # Builder flags that choose a precision: refused for strongly typed networks.
 PRECISION_FLAGS = ("FP16", "INT8", "BF16", "FP8", "INT4", "FP4")
 
@@ -324,7 +327,9 @@ def _check_onnx(data: bytes) -> tuple[list[ParserError], dict]:
                     "or output tensor types)", index, node.name, node.op_type))
     present = sorted({_ONNX_TYPES.get(t, str(t)) for t in types.values() if t})
     qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
-    info = {"inputs": [i.name for i in graph.input if i.name not in initializers],
+    dims = {i.name: [d.dim_value if d.HasField("dim_value") else None
+                     for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    info = {"inputs": [i.name for i in graph.input if i.name not in initializers], "dims": dims,
             "outputs": [o.name for o in graph.output], "types": present, "qdq": qdq}
     return errors, info
 
@@ -349,7 +354,8 @@ class INetworkDefinition(_Object):
 
     @property
     def _strongly_typed(self) -> bool:
-        return self.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        return ALWAYS_STRONGLY_TYPED or self.get_flag(
+            NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
 class OnnxParser(_Object):
@@ -517,6 +523,10 @@ class Builder(_Object):
             _error("Error Code 4: API Usage Error (need one optimisation profile covering the "
                    f"network inputs {inputs})")
             return None
+        problem = _profile_problem(config._profiles[0], network._info["dims"])
+        if problem:
+            _error(f"Error Code 4: API Usage Error (optimisation profile: {problem})")
+            return None
         flags = sorted(f.name for f in config._flags)
         precision = [f for f in flags if f in PRECISION_FLAGS]
         if network._strongly_typed and precision:
@@ -550,6 +560,21 @@ class Builder(_Object):
                   "profile": config._profiles[0]._shapes[name], "calibration": calibration}
         builds += 1
         return IHostMemory(MAGIC + json.dumps(header).encode() + b"\n" + network._onnx)
+
+
+def _profile_problem(profile: IOptimizationProfile, dims: dict) -> str | None:
+    """None when every shape of ``profile`` has its input's rank and static dimensions."""
+    for name, shapes in profile._shapes.items():
+        network = dims[name]
+        for which, shape in zip(("min", "opt", "max"), shapes, strict=True):
+            if len(shape) != len(network):
+                return (f"{which} shape {shape} of {name!r} has rank {len(shape)}; the "
+                        f"network input has rank {len(network)}")
+            for axis, (fixed, size) in enumerate(zip(network, shape, strict=True)):
+                if fixed and fixed != size:
+                    return (f"{which} shape {shape} of {name!r} gives {size} for axis {axis}, "
+                            f"which the network fixes at {fixed}")
+    return None
 
 
 def _precision(info: dict, flags: list[str]) -> str:
