@@ -25,23 +25,32 @@ CAMERAS = ["front", "left", "right"]
 MAX_SIZE = "96x160"
 
 
+@pytest.fixture(scope="module", params=standins.VERSIONS)
+def trt_version(request) -> str:
+    """Each TensorRT version the stand-in plays (the node runs once per version)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def prebuilt(model, tmp_path_factory):
-    """``dudes build-engine`` with the node's settings (3 cameras, max size) into a cache."""
+def prebuilt(model, trt_version, tmp_path_factory):
+    """``dudes build-engine`` with the node's settings (3 cameras, max size, fp32 so that the
+    outputs equal ONNX Runtime's fp32 reference exactly) into a cache."""
     from dudes_ros.cli import main as dudes
 
     cache = tmp_path_factory.mktemp("engines")
-    with standins.installed():
+    with standins.installed(trt_version):
         assert dudes(["build-engine", str(model), "--max-batch", str(len(CAMERAS)),
-                      "--max-size", MAX_SIZE, "--cache-dir", str(cache)]) == 0
+                      "--max-size", MAX_SIZE, "--precision", "fp32",
+                      "--cache-dir", str(cache)]) == 0
     return cache
 
 
 @pytest.fixture(scope="module")
-def trt_node(ros_context, model, prebuilt, tmp_path_factory):
+def trt_node(ros_context, model, trt_version, prebuilt, tmp_path_factory):
     log = tmp_path_factory.mktemp("node") / "node.log"
-    process = start_node(standins.standin_env(dict(os.environ)), log, model=model,
+    process = start_node(standins.standin_env(dict(os.environ), trt_version), log, model=model,
                          backend="tensorrt", cameras=f"[{','.join(CAMERAS)}]",
+                         engine__precision="fp32",
                          engine__cache_dir=prebuilt, engine__max_size=MAX_SIZE,
                          qos__reliability="reliable", diagnostics_period=0.2,
                          max_input_age=5.0, ood__pixel_threshold=0.5,
@@ -77,6 +86,11 @@ def test_three_cameras_answer_every_frame_like_onnxruntime(trt_node, offline):
         for camera, frame in frames.items():
             check_outputs(client, camera, f"{camera}-{round_}", *offline(frame),
                           stamp=stamps[camera])
+    # The context holds the scratch memory of the shapes seen, not of the profile's largest.
+    client.spin_until(lambda: False, 0.5)
+    counts = client.latest_counts()
+    used = int(counts["model_context_device_memory_bytes"])
+    assert 0 < used < int(counts["model_engine_device_memory_max_bytes"]), counts
 
 
 def test_frame_outside_the_profile_is_rejected_and_streaming_goes_on(trt_node, offline):
