@@ -6,18 +6,22 @@ from setuptools import find_packages, setup
 
 PACKAGE = "dudes_ros"
 
-RUNTIME = [
-    "numpy>=1.24",
-    "pyyaml>=6",
-    "opencv-python-headless>=4.8,<5",
-    "filelock>=3.12",
-    "tqdm>=4.60",
-    "matplotlib>=3.7",
-    "psutil>=5.9",
-    "onnxruntime>=1.17",
-    "rosbags>=0.10",
-    "scikit-image>=0.22",  # public-domain photos for synthetic anomalies (demo, data)
-]
+# Each runtime requirement with the rosdep key that installs it on a ROS machine; package.xml
+# lists exactly these keys as exec_depend (tests/test_packaging.py holds the two together).
+RUNTIME_ROSDEP_KEYS = {
+    "numpy>=1.24": "python3-numpy",
+    "pyyaml>=6": "python3-yaml",
+    "opencv-python-headless>=4.8,<5": "python3-opencv",
+    "pillow>=9": "python3-pil",  # compressed-image header check (messages.conversions)
+    "filelock>=3.12": "python3-filelock",
+    "tqdm>=4.60": "python3-tqdm",
+    "matplotlib>=3.7": "python3-matplotlib",
+    "onnxruntime>=1.17": "python3-onnxruntime-pip",
+    "rosbags>=0.10": "python3-rosbags-pip",
+    # public-domain photos for synthetic anomalies (demo, data)
+    "scikit-image>=0.22": "python3-skimage",
+}
+RUNTIME = list(RUNTIME_ROSDEP_KEYS)
 EXTRAS = {
     "torch": ["torch>=2.1", "torchvision>=0.16", "segmentation-models-pytorch>=0.5",
               "onnx>=1.16", "onnxscript>=0.1", "onnx2torch>=1.5"],
@@ -27,9 +31,11 @@ EXTRAS = {
              "cityscapesscripts>=2.2"],
     # launch (tests/test_launch.py) needs osrf-pycommon; colcon builds the package there
     # rosbags-image cross-checks the package's own Image decoder (tests/test_conversions.py)
+    # psutil measures the node process (tests/test_faults.py, test_launch.py, soak benchmark);
+    # rosdep and vermin check the ROS distributions and Python 3.10 (Humble) on paper
     "test": ["rosbags-image>=0.10", "pytest>=8", "pytest-timeout>=2", "hypothesis>=6",
              "ruff>=0.5", "mcap>=1.1", "mcap-ros2-support>=0.5", "osrf-pycommon>=2",
-             "colcon-common-extensions>=0.3"],
+             "colcon-common-extensions>=0.3", "psutil>=5.9", "rosdep>=0.27", "vermin>=1.9"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 
