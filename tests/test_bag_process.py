@@ -23,7 +23,7 @@ from dudes_ros.bag.process import (
     process_bag,
 )
 from dudes_ros.bag.reader import BagError, BagReader, ImageTopic
-from dudes_ros.bag.summary import alarm_intervals
+from dudes_ros.bag.summary import alarm_intervals, format_bytes
 from dudes_ros.cli import main as cli_main
 from dudes_ros.config import ModelConfig
 from dudes_ros.export.onnx_export import export_onnx
@@ -448,6 +448,10 @@ def test_outputs_and_output_scale_choose_what_is_written_and_the_report_measures
     assert size["bag_bytes_on_disk"] == sum(p.stat().st_size for p in bag_files)
 
 
+def test_format_bytes():
+    assert [format_bytes(n) for n in (5_530_000, 1234, 412)] == ["5.53 MB", "1.2 kB", "412 B"]
+
+
 def test_default_outputs_size_per_frame_of_a_720p_camera():
     """The --outputs help quotes these sizes: mono8 = H*W bytes, 32FC1 = 4*H*W, rgb8 3*H*W."""
     h, w = 720, 1280
@@ -614,7 +618,7 @@ def test_cli_outputs_scale_and_the_synthetic_model_warning(tmp_path, student_onn
     assert summary["trained_on"]["real_images"] is False
     assert set(read_back(tmp_path / "out")) == {"/cam/segmentation", "/cam/segmentation/color"}
     per_frame = summary["size"]["output_bytes_per_frame"]
-    assert f"written per frame: outputs {per_frame / 1e6:.3f} MB" in printed
+    assert f"written per frame: outputs {format_bytes(per_frame)} (segmentation " in printed
     seg = read_back(tmp_path / "out")["/cam/segmentation"][0][1]
     assert (seg.height, seg.width) == (16, 32)
 

@@ -22,6 +22,13 @@ NS = 1e-9
 MB = 1e6
 
 
+def format_bytes(n: float) -> str:
+    """``5530000`` -> ``"5.53 MB"``, ``1234`` -> ``"1.2 kB"``, ``412`` -> ``"412 B"``."""
+    if n >= MB:
+        return f"{n / MB:.2f} MB"
+    return f"{n / 1e3:.1f} kB" if n >= 1e3 else f"{n:.0f} B"
+
+
 def synthetic_model_warning(trained_on: dict) -> str | None:
     """The one-line warning for a model that never saw a real camera image (``trained_on``
     as ``runtime.manifest.trained_on`` gives it), else None."""
@@ -216,13 +223,13 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  OOD alarms on {topic}: {spans}")
     size = summary.get("size")
     if size and size["output_bytes_per_frame"] is not None:
-        parts = ", ".join(f"{name} {v / MB:.3f}"
+        parts = ", ".join(f"{name} {format_bytes(v)}"
                           for name, v in size["per_output_bytes_per_frame"].items())
-        line = (f"  written per frame: outputs {size['output_bytes_per_frame'] / MB:.3f} MB "
+        line = (f"  written per frame: outputs {format_bytes(size['output_bytes_per_frame'])} "
                 f"({parts})")
         if size["copied_input_bytes"]:
-            line += f", copied inputs {size['copied_input_bytes_per_frame'] / MB:.3f} MB"
+            line += f", copied inputs {format_bytes(size['copied_input_bytes_per_frame'])}"
         if size["bag_bytes_per_frame_on_disk"] is not None:
-            line += f"; bag on disk {size['bag_bytes_per_frame_on_disk'] / MB:.3f} MB per frame"
+            line += f"; bag on disk {format_bytes(size['bag_bytes_per_frame_on_disk'])} per frame"
         lines.append(line)
     return "\n".join(lines)
