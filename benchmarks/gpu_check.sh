@@ -5,7 +5,12 @@
 # 1. the GPU- and TensorRT-marked tests of the backends (TensorRT ones skip without it);
 # 2. benchmarks/gpu_core.py: PerceptionCore + OutputBuilder with the torch CUDA backend at
 #    1024x2048 for 1 and 3 cameras (inference and host-side ms per frame), and what "auto"
-#    chooses on that machine.
+#    chooses on that machine;
+# 3. where TensorRT and cuda-python import (a machine with real TensorRT 10.3+ or 11.x):
+#    benchmarks/tensorrt_check.py builds the fp32, fp16 and int8 engines of the bundled model,
+#    compares them with ONNX Runtime fp32 (label agreement, max |du|), times 1 and 3 cameras at
+#    1024x2048 and reports the TensorRT version and the engines' device memory.
+# Under 8 minutes on one GPU (the timeouts below add up to 7.5).
 # Packages the machine lacks are installed from benchmarks/gpu_wheels/ when it was carried
 # along (make it here with scripts/gpu_wheels.sh; it is git-ignored).
 set -uo pipefail
@@ -29,7 +34,14 @@ for name in ("torch", "onnxruntime", "onnx", "onnx2torch", "segmentation_models_
     print(f"{name}: {'yes' if found else 'MISSING'}")
 PY
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-timeout 240 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -m "gpu or tensorrt" \
+timeout 90 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -m "gpu or tensorrt" \
   tests/test_inference.py tests/test_tensorrt_backend.py 2>&1 | tail -15 | tee "$OUT/pytest.txt"
-timeout 300 "$PY" benchmarks/gpu_core.py --image 1024x2048 --cameras 1 3 --frames 40 \
+timeout 120 "$PY" benchmarks/gpu_core.py --image 1024x2048 --cameras 1 3 --frames 40 \
   --random-student --out "$OUT/gpu_core.md" 2>&1 | tail -20
+if "$PY" -c "import tensorrt, cuda.bindings.runtime" 2>/dev/null; then
+  timeout 240 "$PY" benchmarks/tensorrt_check.py --frames 40 --out "$OUT/tensorrt.md" 2>&1 \
+    | tail -12
+else
+  echo "tensorrt_check: skipped, tensorrt or cuda-python does not import here" | \
+    tee "$OUT/tensorrt.md"
+fi
