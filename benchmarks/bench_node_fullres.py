@@ -41,6 +41,7 @@ from benchmarks.soak_node import (  # noqa: E402
     street_frames,
 )
 from dudes_ros.argtypes import image_size  # noqa: E402
+from dudes_ros.ros.distro import current  # noqa: E402
 
 SETS = {"all": ("segmentation", "segmentation/color", "uncertainty", "uncertainty/color",
                 "confidence", "ood", "ood_alarm"),
@@ -58,7 +59,7 @@ def start(tree: Path, model: Path, cameras: list[str], log: Path, latency_ms: fl
     for name, value in values.items():
         args += ["-p", f"{name}:={value}"]
     env = {**os.environ, "PYTHONPATH": str(tree), "DUDES_FIXED_LATENCY_MS": str(latency_ms),
-           "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}
+           **dict.fromkeys(current().profile_variables, str(PROFILE))}
     return subprocess.Popen(args, cwd=tree, env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
 
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"output_scale": 0.5})]
     rows = []
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+    os.environ.update(dict.fromkeys(current().profile_variables, str(PROFILE)))
     rclpy.init()
     try:
         with tempfile.TemporaryDirectory(prefix="dudes_fullres_") as tmp:

@@ -50,8 +50,9 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
-                      str(REPO / "config" / "fastdds_large_images.xml"))
+from dudes_ros.ros.distro import use_profile  # noqa: E402 - needs REPO on sys.path
+
+use_profile(str(REPO / "config" / "fastdds_large_images.xml"))  # Fast DDS 2 and 3 names
 
 from dudes_ros.argtypes import image_size  # noqa: E402
 from dudes_ros.files import atomic_write_bytes  # noqa: E402

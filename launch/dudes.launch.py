@@ -8,11 +8,14 @@ Examples:
 
 Arguments left empty keep the parameter file's value, so an edited copy of
 config/dudes_node.yaml given as params_file:= is not overridden by launch defaults. The values
-given are checked before the node starts: a bad one fails the launch, naming it.
+given are checked before the node starts: a bad one fails the launch, naming it. The node
+gets the package's large-image Fast DDS profile unless the user has set their own.
 
 Nothing happens at import: launch and launch_ros are imported inside
 ``generate_launch_description`` so the file can be parsed where they are absent.
 """
+
+from pathlib import Path
 
 ARGUMENTS = {
     "cameras": ("", "comma-separated camera names; empty = one camera with un-prefixed topics"),
@@ -87,24 +90,30 @@ def _node(context):
     for camera, image_topic in zip(cameras or [""], topics, strict=True):
         name = f"{camera}/image" if camera else "image"
         remappings += [(name, image_topic), (f"{name}/compressed", f"{image_topic}/compressed")]
-    params_file = arg("params_file") or context.perform_substitution(
-        _join(FindPackageShare("dudes_ros"), "config", "dudes_node.yaml"))
+    share = context.perform_substitution(FindPackageShare("dudes_ros"))
+    params_file = arg("params_file") or str(Path(share, "config", "dudes_node.yaml"))
     return [LifecycleNode(
         package="dudes_ros", executable="dudes_node", name="dudes_node",
         namespace=arg("namespace"), parameters=[params_file, overrides],
-        remappings=remappings, output="screen")]
+        remappings=remappings, output="screen",
+        additional_env=_transport_environment(context, share))]
+
+
+def _transport_environment(context, share):
+    """The node's Fast DDS profile variables: the package's large-image profile under the
+    names the distribution's Fast DDS reads (Kilted's 3.x FASTDDS_DEFAULT_PROFILES_FILE,
+    Jazzy's 2.x FASTRTPS_DEFAULT_PROFILES_FILE; dudes_ros.ros.distro), unless the user set a
+    profile (in the shell or this launch's environment): then theirs."""
+    from dudes_ros.ros.distro import profile_environment
+
+    profile = Path(share, "config", "fastdds_large_images.xml")
+    return profile_environment(str(profile), context.environment)
 
 
 def _configuration(name):
     from launch.substitutions import LaunchConfiguration
 
     return LaunchConfiguration(name)
-
-
-def _join(*parts):
-    from launch.substitutions import PathJoinSubstitution
-
-    return PathJoinSubstitution(list(parts))
 
 
 def generate_launch_description():

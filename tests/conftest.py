@@ -10,16 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from dudes_ros.ros.distro import current, use_profile
+
 REPO = Path(__file__).resolve().parent.parent
 FASTDDS_PROFILE = REPO / "config" / "fastdds_large_images.xml"
 SHM = Path("/dev/shm")
+SHM_PREFIX = current().shm_prefix  # fastdds_ (Fast DDS 3, Kilted) or fastrtps_ (2, Jazzy)
 
 # Isolation for every test process that runs ROS nodes: its own domain, localhost discovery,
 # and the large-image Fast DDS profile. Set at import so subprocesses inherit it too.
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+use_profile(str(FASTDDS_PROFILE))  # under the names this distribution's Fast DDS reads
 
 
 def _cuda_available() -> bool:
@@ -81,10 +84,10 @@ def _remove_killed_processes_fastdds_segments() -> Iterator[None]:
     shared-memory segment in /dev/shm for good. Remove the segments this session created whose
     owner is gone. Fast DDS's ``fastdds shm clean`` does the same check but machine-wide; this
     only touches what the session made."""
-    before = set(SHM.glob("fastdds_*_el"))
+    before = set(SHM.glob(f"{SHM_PREFIX}*_el"))
     yield
-    for lock in set(SHM.glob("fastdds_*_el")) - before:
-        if not lock.name.startswith("fastdds_port") and not _lock_held(lock):
+    for lock in set(SHM.glob(f"{SHM_PREFIX}*_el")) - before:
+        if not lock.name.startswith(f"{SHM_PREFIX}port") and not _lock_held(lock):
             for path in (lock, lock.with_name(lock.name.removesuffix("_el"))):
                 path.unlink(missing_ok=True)
 

@@ -3,6 +3,7 @@ and into a running ``dudes_node`` (each in its own process)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -214,12 +215,12 @@ def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(tmp
     from sensor_msgs.msg import Image
 
     from dudes_ros.inference.factory import create_predictor
-    from tests.helpers.export_models import write_student
+    from tests.helpers.tiny_models import student_onnx
 
     n, size = 20, (64, 128)
     frames = write_image_bag(tmp_path / "in", [Camera("/cam/image", size=size)], n,
                              storage="sqlite3", period_ns=PERIOD_NS)
-    _, model = write_student(tmp_path)
+    model = student_onnx(tmp_path)
     log = tmp_path / "node.log"
     node_process = subprocess.Popen(
         [sys.executable, "-m", "dudes_ros.ros.node", "--ros-args", "-r", "image:=/cam/image",
@@ -324,6 +325,9 @@ def recorded_images(bag_path) -> dict[int, str]:
 
 
 @pytest.mark.ros
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                    reason="the demo bag (tests/helpers/demo_bag.py) is recorded with a tiny "
+                           "student exported by torch")
 @pytest.mark.parametrize("block", [0, 1], ids=["node-defaults-restamped", "clock-sim-time"])
 def test_readme_replay_of_the_demo_bag_into_the_node(block, demo_bag, tmp_path, ros_env):
     """Both README blocks, as written, in a folder holding the demo's ``demo_output/bag``: the

@@ -5,7 +5,8 @@ through the ament index, as after ``source install/setup.bash``. Each test runs
 ``ros2 launch dudes_ros dudes.launch.py ARGS`` (tests/helpers/ros2_launch.py: what the CLI does,
 through ``launch.LaunchService``) in its own process group and talks to the node over ROS.
 ``launch`` / ``launch_ros`` come from a ROS install where importable, else from the unmodified
-upstream copies in ``<repo>/../shared/vendor/ros2_launch``.
+upstream copies of the distribution's own releases in ``<repo>/../shared/vendor/``
+(``ros2_launch_jazzy`` on Jazzy, ``ros2_launch`` on Kilted).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHM
+from dudes_ros.ros.distro import PROFILE_VARIABLES, current
+from tests.conftest import REPO, SHM, SHM_PREFIX
 
 pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy")
@@ -46,7 +48,9 @@ from tests.test_node import (  # noqa: E402
     image_msg,
 )
 
-VENDOR = REPO.parent / "shared" / "vendor" / "ros2_launch"
+# each distribution's launch / launch_ros releases (the folders' READMEs name the versions)
+VENDOR = REPO.parent / "shared" / "vendor" / {"jazzy": "ros2_launch_jazzy"}.get(
+    current().name, "ros2_launch")
 RUNNER = REPO / "tests" / "helpers" / "ros2_launch.py"
 COLCON = "import sys; from colcon_core.command import main; sys.exit(main())"
 COLOUR_OUTPUTS = ("segmentation/color", "uncertainty/color")
@@ -118,7 +122,9 @@ class Launch:
     """One ``ros2 launch dudes_ros dudes.launch.py ARGS`` process (the leader of its own
     process group, as in a terminal) with its output in a file."""
 
-    def __init__(self, env: dict[str, str], folder: Path, arguments: tuple[str, ...]) -> None:
+    def __init__(self, env: dict[str, str | None], folder: Path,
+                 arguments: tuple[str, ...]) -> None:
+        env = {k: v for k, v in env.items() if v is not None}
         folder.mkdir()
         self.log = folder / "launch.log"
         self._log_file = self.log.open("w")
@@ -152,12 +158,14 @@ class Launch:
 
 @pytest.fixture
 def launch(installed, ros_context, tmp_path):
-    """``launch(*ARGS)`` starts ``ros2 launch dudes_ros dudes.launch.py ARGS``; every launch
-    is stopped and its process group killed at the end of the test."""
+    """``launch(*ARGS, env={...})`` starts ``ros2 launch dudes_ros dudes.launch.py ARGS`` (in
+    the test environment updated with ``env``; a None value unsets); every launch is stopped
+    and its process group killed at the end of the test."""
     started: list[Launch] = []
 
-    def start(*arguments: str) -> Launch:
-        started.append(Launch(installed[1], tmp_path / f"launch{len(started)}", arguments))
+    def start(*arguments: str, env: dict[str, str | None] | None = None) -> Launch:
+        started.append(Launch({**installed[1], **(env or {})},
+                              tmp_path / f"launch{len(started)}", arguments))
         return started[-1]
 
     yield start
@@ -247,11 +255,13 @@ def clients():
 
 def own_segments(process) -> set[Path]:
     """The Fast DDS shared-memory segments ``process`` owns: Fast DDS keeps each one's ``_el``
-    file open (and locked, see tests/conftest.py) while its owner lives. The ``fastdds_port*``
-    ones are shared by every participant on the machine."""
+    file open (and locked, see tests/conftest.py) while its owner lives. The port files
+    (``fastdds_port*``, ``fastrtps_port*`` on Fast DDS 2) are not its own: every participant
+    on the machine that listens on that port shares them, and Fast DDS leaves them in place
+    by design for the next one (``fastdds shm clean`` removes those no one holds)."""
     return {Path(f.path) for f in process.open_files()
-            if Path(f.path).parent == SHM and f.path.endswith("_el")
-            and not Path(f.path).name.startswith("fastdds_port")}
+            if Path(f.path).parent == SHM and Path(f.path).name.startswith(SHM_PREFIX)
+            and f.path.endswith("_el") and not Path(f.path).name.startswith(f"{SHM_PREFIX}port")}
 
 
 # --- tests -----------------------------------------------------------------------------------
@@ -356,7 +366,10 @@ def test_bad_argument_fails_the_launch_naming_it(launch, installed, arguments, w
 def test_ctrl_c_stops_the_node_cleanly(launch, clients, offline, installed):
     import psutil
 
-    launched = launch("image_topic:=/camera/image_raw", "backend:=onnxruntime")
+    # No profile of the user's: the launch file gives the node the package's large-image
+    # profile under the names its distribution's Fast DDS reads (distro.profile_environment).
+    launched = launch("image_topic:=/camera/image_raw", "backend:=onnxruntime",
+                      env=dict.fromkeys(PROFILE_VARIABLES))
     client = clients({"": "/camera/image_raw"})
     client.wait_ready(launched.process, launched.log)
     assert client.state() == "active"
@@ -364,6 +377,11 @@ def test_ctrl_c_stops_the_node_cleanly(launch, clients, offline, installed):
     client.answers("", offline, seed=7)
     children = psutil.Process(launched.process.pid).children(recursive=True)
     assert [c.pid for c in children] == node_processes(installed[0]), children
+    profile = installed[0] / "share" / "dudes_ros" / "config" / "fastdds_large_images.xml"
+    environ = children[0].environ()
+    assert {v: environ.get(v) for v in PROFILE_VARIABLES} == {
+        v: str(profile) if v in current().profile_variables else None
+        for v in PROFILE_VARIABLES}
     segments = own_segments(children[0])
     assert segments, "the node has no shared-memory segment: nothing to check"
     start = time.monotonic()

@@ -140,12 +140,14 @@ def check_output(output: Path, overwrite: bool) -> None:
 
 
 def _ros_environment() -> None:
-    """Large-image transport profile and same-host discovery unless the user set their own."""
+    """Large-image transport profile (under the names this distribution's Fast DDS reads) and
+    same-host discovery unless the user set their own."""
     from dudes_ros.resources import config_path
+    from dudes_ros.ros.distro import use_profile
 
     profile = config_path("fastdds_large_images.xml")
     if profile.is_file():
-        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+        use_profile(str(profile))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 

@@ -13,12 +13,16 @@ Each taken message's arrival is the middleware's reception time, carried over to
 clock (``Taken.arrived_ns``), so the node's latency figures count the time a frame waited for
 the worker and do not depend on header stamps or on the ROS clock (sim time during a replay).
 
-Raw subscriptions are taken through rcl into buffers kept across takes (``SerializedTaker``),
-not into fresh ``bytes`` as rclpy takes them: one pass less over each frame; a taken message
-is valid until the next ``take_latest``. ``via`` says which path is used.
+Messages are taken through rcl into buffers kept across takes (``SerializedTaker``), not into
+fresh ``bytes`` as rclpy takes raw ones: one pass less over each frame; a taken raw message
+is valid until the next ``take_latest`` (other subscriptions' messages are deserialized from
+it). ``via`` says which path is used.
 
 Frames the worker never saw (replaced in the subscription's ``qos.depth`` queue before it took
-one, or lost on the way) are counted from gaps in each publisher's sequence numbers.
+one, or lost on the way) are counted from gaps in each publisher's sequence numbers, which
+needs the publisher's GID with each message. rcl gives it on every distribution; rclpy's own
+take only from Kilted on (``distro.Distro.rclpy_info_has_publisher_gid``), so on Jazzy the
+rclpy path, used only where librcl cannot be loaded, counts no gaps (``counts_gaps``).
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from rclpy.callback_groups import CallbackGroup
 from rclpy.context import Context
 from rclpy.guard_condition import GuardCondition
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.serialization import deserialize_message
 from rclpy.subscription import Subscription
 
+from dudes_ros.ros.distro import current
 from dudes_ros.ros.rcl_serialized import SerializedTaker, rcl
 
 
@@ -70,8 +76,10 @@ class Intake:
         self._last: dict[str, tuple[bytes, int]] = {}  # camera -> (publisher gid, seq)
         lib = rcl()
         self._takers = {camera: SerializedTaker(sub, lib) for camera, sub in subscriptions.items()
-                        if sub.raw and lib is not None and hasattr(sub.handle, "pointer")}
+                        if lib is not None and hasattr(sub.handle, "pointer")}
         self.via = "rcl" if self._takers else "rclpy"
+        # whether frames missed between two takes are counted (see the module docstring)
+        self.counts_gaps = bool(self._takers) or current().rclpy_info_has_publisher_gid
 
     def take_latest(self, timeout: float) -> Taken:
         """Wait up to ``timeout`` s for a message on any camera (or ``wake``), then take every
@@ -88,6 +96,9 @@ class Intake:
             while True:
                 if taker is not None:
                     result = taker.take()
+                    if result is not None and not sub.raw:
+                        result = (deserialize_message(result[0].tobytes(), sub.msg_type),
+                                  result[1])
                 else:
                     with sub.handle:
                         result = sub.handle.take_message(sub.msg_type, sub.raw)

@@ -6,10 +6,10 @@ rclpy publishes a serialized message only from ``bytes`` and takes one only into
 holding the GIL (BENCHMARKS.md). No rclpy call publishes from or takes into a buffer, hence
 ``ctypes``. ``rcl_publish_serialized_message``, ``rcl_take_serialized_message`` and
 ``rcl_serialized_message_t`` are the same from Humble to Kilted; the handles come from rclpy's
-``pointer`` properties. ``rmw_message_info_t``'s publisher GID storage is 24 bytes in Humble
-and 16 in Kilted, so only the fields in front of it and its first 16 bytes are read, from a
-zeroed block larger than any version's struct. Where the libraries cannot be loaded,
-``rcl()`` is None and callers fall back to rclpy.
+``pointer`` properties. ``rmw_message_info_t`` is laid out per distribution
+(``message_info_type``: the publisher GID's storage is 24 bytes in Humble, 16 since Iron),
+with the size from ``distro.current()``. Where the libraries cannot be loaded, ``rcl()`` is
+None and callers fall back to rclpy.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from dudes_ros.ros.distro import current
 
 RCL_RET_OK = 0
 RCL_RET_SUBSCRIPTION_TAKE_FAILED = 401  # nothing to take
@@ -40,23 +42,41 @@ class SerializedMessage(ctypes.Structure):
                 ("buffer_capacity", ctypes.c_size_t), ("allocator", Allocator)]
 
 
-class MessageInfo(ctypes.Structure):
-    """``rmw_message_info_t`` up to the first 16 bytes of the publisher's GID, then room for
-    the rest of any version's struct."""
+# rmw's "this middleware gives no sequence numbers" (RMW_MESSAGE_INFO_SEQUENCE_NUMBER_UNSUPPORTED)
+SEQUENCE_NUMBER_UNSUPPORTED = 2**64 - 1
+# Zeroed bytes after the struct (SerializedTaker): a take writes within them, not past the
+# block, should the loaded rmw's struct be larger than that of the distribution detected.
+_SPARE_BYTES = 32
 
-    _fields_ = [("source_timestamp", ctypes.c_int64), ("received_timestamp", ctypes.c_int64),
-                ("publication_sequence_number", ctypes.c_uint64),
-                ("reception_sequence_number", ctypes.c_uint64),
-                ("gid_implementation", ctypes.c_void_p), ("gid_data", ctypes.c_uint8 * 16),
-                ("_rest", ctypes.c_uint8 * 64)]
+
+class MessageInfoBase(ctypes.Structure):
+    """Reading of an ``rmw_message_info_t`` whatever its GID size (``message_info_type``)."""
 
     def as_dict(self) -> dict[str, Any]:
-        """The keys rclpy's ``take_message`` gives, as far as they are read here."""
+        """What rclpy's ``take_message`` gives (Kilted's keys: the sequence numbers are None
+        where the middleware gives none, as rclpy has them)."""
+        def sequence(value: int) -> int | None:
+            return None if value == SEQUENCE_NUMBER_UNSUPPORTED else value
+
         return {"source_timestamp": self.source_timestamp,
                 "received_timestamp": self.received_timestamp,
-                "publication_sequence_number": self.publication_sequence_number,
-                "reception_sequence_number": self.reception_sequence_number,
+                "publication_sequence_number": sequence(self.publication_sequence_number),
+                "reception_sequence_number": sequence(self.reception_sequence_number),
                 "publisher_gid": {"data": bytes(self.gid_data)}}
+
+
+@functools.cache
+def message_info_type(gid_size: int) -> type[MessageInfoBase]:
+    """``rmw_message_info_t`` with ``RMW_GID_STORAGE_SIZE`` = ``gid_size`` (rmw/types.h):
+    two ``int64`` timestamps, two ``uint64`` sequence numbers, ``rmw_gid_t`` (identifier
+    pointer, ``gid_size`` bytes) and ``bool from_intra_process``; the same fields from Humble
+    (24) to Kilted (16)."""
+    fields = [("source_timestamp", ctypes.c_int64), ("received_timestamp", ctypes.c_int64),
+              ("publication_sequence_number", ctypes.c_uint64),
+              ("reception_sequence_number", ctypes.c_uint64),
+              ("gid_implementation", ctypes.c_void_p), ("gid_data", ctypes.c_uint8 * gid_size),
+              ("from_intra_process", ctypes.c_bool)]
+    return type(f"MessageInfo{gid_size}", (MessageInfoBase,), {"_fields_": fields})
 
 
 class _ErrorString(ctypes.Structure):
@@ -98,7 +118,7 @@ def rcl() -> Rcl | None:
     publish.argtypes = [ctypes.c_void_p, message, ctypes.c_void_p]
     publish.restype = ctypes.c_int
     take = librcl.rcl_take_serialized_message
-    take.argtypes = [ctypes.c_void_p, message, ctypes.POINTER(MessageInfo), ctypes.c_void_p]
+    take.argtypes = [ctypes.c_void_p, message, ctypes.c_void_p, ctypes.c_void_p]
     take.restype = ctypes.c_int
     rcutils.rcutils_get_error_string.restype = _ErrorString
     rcutils.rcutils_get_default_allocator.restype = Allocator
@@ -113,7 +133,7 @@ def rcl() -> Rcl | None:
 
 
 class SerializedTaker:
-    """Takes the CDR of a raw rclpy subscription's messages into two buffers owned by rcutils
+    """Takes the CDR of an rclpy subscription's messages into two buffers owned by rcutils
     and kept across takes (rmw grows them when a message is larger).
 
     ``take`` fills the buffer the previous successful take did not, so the message it returned
@@ -131,13 +151,15 @@ class SerializedTaker:
             if ret != RCL_RET_OK:
                 raise lib.error("rcutils_uint8_array_init", ret, subscription.topic_name)
         self._next = 0
-        self._info = MessageInfo()
+        info_type = message_info_type(current().gid_storage_size)
+        self._info_block = (ctypes.c_uint8 * (ctypes.sizeof(info_type) + _SPARE_BYTES))()
+        self._info = info_type.from_buffer(self._info_block)
 
     def take(self) -> tuple[np.ndarray, dict[str, Any]] | None:
         """``(uint8 [N] CDR, message info)`` of the next message, or None when none waits.
         The array views a kept buffer: valid until the second take after this one."""
         buffer, info = self._buffers[self._next], self._info
-        ctypes.memset(ctypes.byref(info), 0, ctypes.sizeof(info))
+        ctypes.memset(self._info_block, 0, ctypes.sizeof(self._info_block))
         with self.subscription.handle:
             ret = self._rcl.take_serialized(self.subscription.handle.pointer,
                                             ctypes.byref(buffer), ctypes.byref(info), None)
