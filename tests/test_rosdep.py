@@ -130,14 +130,10 @@ def rosdep_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     env = {name: value for name, value in os.environ.items() if name not in ROS_ENVIRONMENT}
     env.update(ROSDEP_SOURCE_PATH=str(sources), ROSDISTRO_INDEX_URL=f"file://{tmp}/index-v4.yaml",
                ROS_HOME=str(tmp / "ros_home"))
-    subprocess.run([str(ROSDEP), "update", "-q"], env=env, check=True, capture_output=True,
-                   timeout=120)
+    update = subprocess.run([str(ROSDEP), "update"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert update.returncode == 0, update.stdout + update.stderr
 
-    # Only package.xml: the checkout may hold a venv whose share/ folders carry package.xml
-    # files of ROS packages that --from-paths would take as part of the workspace.
-    own = tmp / "own" / "src" / "dudes_ros"
-    own.mkdir(parents=True)
-    shutil.copy(REPO / "package.xml", own)
     broken = tmp / "broken" / "src"
     for name, depend in BROKEN_PACKAGES.items():
         (broken / name).mkdir(parents=True)
@@ -150,7 +146,9 @@ def rosdep_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
              "--os", f"ubuntu:{DISTRIBUTIONS[distro]}"],
             env=env, capture_output=True, text=True, timeout=120)
 
-    jobs = {distro: (own.parent, distro) for distro in DISTRIBUTIONS}
+    # The checkout itself, as a user's workspace holds it (rosdep skips hidden folders such as
+    # the venvs; colcon marks its build folders COLCON_IGNORE).
+    jobs = {distro: (REPO, distro) for distro in DISTRIBUTIONS}
     jobs["broken"] = (broken, BROKEN_DISTRO)
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {name: pool.submit(install, *job) for name, job in jobs.items()}
