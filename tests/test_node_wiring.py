@@ -63,12 +63,15 @@ def test_silence_after_the_timeout_with_what_the_graph_shows():
         "/cam/image_raw; no camera topic is published that this node can see (same "
         "ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE as the camera?)")
     hinted = input_problem(RAW, [], 6.0, 5.0, False, {
-        "/cam/image_raw/compressed": COMPRESSED_IMAGE, "/other/jpeg": COMPRESSED_IMAGE})
-    assert hinted.text.endswith(
+        "/a/jpeg": COMPRESSED_IMAGE, "/cam/image_raw/compressed": COMPRESSED_IMAGE})
+    assert hinted.text.endswith(  # the sibling of the topic read comes first
         "no publisher on /cam/image_raw; camera topics published: /cam/image_raw/compressed "
-        "(sensor_msgs/msg/CompressedImage), /other/jpeg (sensor_msgs/msg/CompressedImage); to "
+        "(sensor_msgs/msg/CompressedImage), /a/jpeg (sensor_msgs/msg/CompressedImage); to "
         "read /cam/image_raw/compressed: set transport:=compressed and remap the base topic: "
         "-p transport:=compressed -r image:=/cam/image_raw")
+    many = {f"/cam{i}/image_raw": IMAGE for i in range(9)}
+    listed = input_problem(RAW, [], 6.0, 5.0, False, many).text.split("published: ")[1]
+    assert listed.count("(sensor_msgs/msg/Image)") == 5  # a big graph does not drown it
     best_effort = [Publisher("/drv", IMAGE, reliable=False)]
     qos = input_problem(RAW, best_effort, 6.0, 5.0, True, {})
     assert qos.text.endswith("its publishers (/drv) are best effort and this node subscribes "

@@ -12,6 +12,7 @@ a ROS graph.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -99,8 +100,9 @@ def input_problem(inp: Input, publishers: list[Publisher], silent_s: float, time
         return None
     if not publishers:
         detail = f"no publisher on {inp.topic}"
-        if camera_topics:
-            listed = sorted(camera_topics.items())[:MAX_LISTED_TOPICS]
+        if camera_topics:  # the likeliest first: the longest common start with the topic read
+            listed = sorted(camera_topics.items(), key=lambda item: (
+                -len(os.path.commonprefix([item[0], inp.topic])), item[0]))[:MAX_LISTED_TOPICS]
             topic, msgtype = listed[0]
             detail += ("; camera topics published: "
                        + ", ".join(f"{t} ({m})" for t, m in listed)
