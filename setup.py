@@ -25,8 +25,12 @@ RUNTIME = list(RUNTIME_ROSDEP_KEYS)
 EXTRAS = {
     "torch": ["torch>=2.1", "torchvision>=0.16", "segmentation-models-pytorch>=0.5",
               "onnx>=1.16", "onnxscript>=0.1", "onnx2torch>=1.5"],
-    # The car's TensorRT path: tensorrt itself comes with JetPack or NVIDIA's wheels.
-    "tensorrt": ["cuda-python>=12.6"],
+    # The car's TensorRT path: TensorRT itself comes with JetPack or NVIDIA's wheels. cuda-python
+    # follows the CUDA major of the driver and TensorRT: cuda-bindings 13 needs driver 580 or
+    # newer and fails every call on an older one; 12.6.1 is the first with cuda.bindings. onnx
+    # makes the fp16/int8 variants (runtime/precision.py).
+    "tensorrt-cu12": ["cuda-python>=12.6.1,<13", "onnx>=1.16"],
+    "tensorrt-cu13": ["cuda-python>=13,<14", "onnx>=1.16"],
     "eval": ["scikit-learn>=1.3", "torchmetrics>=1.0",
              "cityscapesscripts>=2.2"],
     # launch (tests/test_launch.py) needs osrf-pycommon; colcon builds the package there
@@ -37,7 +41,8 @@ EXTRAS = {
              "ruff>=0.5", "mcap>=1.1", "mcap-ros2-support>=0.5", "osrf-pycommon>=2",
              "colcon-common-extensions>=0.3", "psutil>=5.9", "rosdep>=0.27", "vermin>=1.9"],
 }
-EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+EXTRAS["all"] = sorted({dep for name, deps in EXTRAS.items() for dep in deps
+                        if name != "tensorrt-cu12"})  # one CUDA major: cu13's
 
 setup(
     name=PACKAGE,

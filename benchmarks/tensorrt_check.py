@@ -43,11 +43,11 @@ def timed(predictor, images: np.ndarray, frames: int) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--device", default="cuda")
-    args = parser.parse_args()
+    cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_argument("--out", type=Path, required=True)
+    cli.add_argument("--frames", type=int, default=40)
+    cli.add_argument("--device", default="cuda")
+    args = cli.parse_args()
     import tensorrt
 
     work = args.out.parent / "tensorrt_work"

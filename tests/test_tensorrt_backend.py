@@ -270,7 +270,6 @@ def test_build_engine_with_a_driver_too_old_says_so(trt, student, monkeypatch, c
     from cuda.bindings import runtime
 
     from dudes_ros.cli import main as dudes
-
     from dudes_ros.runtime import cuda
 
     monkeypatch.setattr(runtime, "DEVICE_COUNT_ERROR",
@@ -477,3 +476,21 @@ def test_doctor_reports_what_auto_chooses(trt, capsys):
     out = capsys.readouterr().out
     assert "auto_backend" in out and "tensorrt on cuda:0: tensorrt and cuda-python are " \
         "importable and 1 CUDA GPU(s) are visible" in out
+
+
+def test_cuda_python_extras_follow_the_cuda_major():
+    """Defect 3: the extra pinned cuda-python>=12.6, which resolves to 13.x (driver 580+)."""
+    import ast
+    from pathlib import Path
+
+    from dudes_ros.runtime import cuda
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "setup.py").read_text())
+    (extras,) = [node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                 and getattr(node.targets[0], "id", "") == "EXTRAS"]
+    pins = {ast.literal_eval(k): ast.literal_eval(v) for k, v in zip(extras.keys, extras.values,
+                                                                       strict=True)}
+    assert "cuda-python>=12.6.1,<13" in pins["tensorrt-cu12"]
+    assert "cuda-python>=13,<14" in pins["tensorrt-cu13"]
+    assert "tensorrt" not in pins  # no extra that lets pip pick the CUDA major
+    assert set(cuda.MIN_DRIVER) == {12, 13}

@@ -54,7 +54,8 @@ class TensorRTPredictor(Predictor):
         self.memory = DeviceMemory(self.gpu)
         try:
             loaded = load_engine(self.path, self.settings, self.gpu)
-            self._runtime, self.engine = loaded.runtime, loaded.engine
+            self._runtime, self._logger, self.engine = loaded.runtime, loaded.logger, \
+                loaded.engine
             self.outcome, self.manifest, self.key = loaded.outcome, loaded.manifest, loaded.key
             self.variant = loaded.variant
             self._bind(trt)
@@ -168,7 +169,7 @@ class TensorRTPredictor(Predictor):
         self.memory.activate()
         self.context = None
         self.engine = None
-        self._runtime = None
+        self._runtime = self._logger = None
         self.host.clear()
         self.device_buffers.clear()
         self.capacity, self.shape, self.scratch, self.scratch_bytes = 0, None, 0, 0

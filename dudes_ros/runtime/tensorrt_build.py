@@ -42,8 +42,8 @@ def build_serialized_engine(onnx_path: Path, key: EngineKey, progress: Progress,
     from dudes_ros.runtime.cuda import set_device
 
     set_device(gpu)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    logger = trt.Logger(trt.Logger.WARNING)  # referenced as long as the builder: it keeps a
+    builder = trt.Builder(logger)  # pointer only
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -54,7 +54,8 @@ def build_serialized_engine(onnx_path: Path, key: EngineKey, progress: Progress,
     profile = builder.create_optimization_profile()
     profile.set_shape("image", key.profile["min"], key.profile["opt"], key.profile["max"])
     config.add_optimization_profile(profile)
-    config.progress_monitor = _make_progress_monitor(trt, progress)
+    monitor = _make_progress_monitor(trt, progress)  # referenced until the build returns
+    config.progress_monitor = monitor
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} "

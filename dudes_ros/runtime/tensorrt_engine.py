@@ -102,6 +102,7 @@ def default_cache_dir(onnx_path: Path) -> Path:
 class LoadedTensorRTEngine:
     engine: Any  # tensorrt.ICudaEngine
     runtime: Any  # its tensorrt.Runtime, kept alive as long as the engine
+    logger: Any  # the runtime's tensorrt.Logger, kept alive as long as the runtime
     outcome: CacheOutcome
     manifest: dict
     key: EngineKey
@@ -129,12 +130,14 @@ def load_engine(onnx_path: str | Path, settings: EngineSettings, gpu: int = 0,
                     gpu_name=info.name, compute_capability=info.compute_capability,
                     precision=settings.precision, profile=profile,
                     calibration=variant.calibration)
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    logger = trt.Logger(trt.Logger.WARNING)  # the runtime keeps only a pointer to it
+    runtime = trt.Runtime(logger)
     builder = functools.partial(build_serialized_engine, workspace_gib=settings.workspace_gib,
                                 gpu=gpu)
     loaded = EngineCache(cache_dir, builder, runtime.deserialize_cuda_engine).load(
         variant.path, key, progress)
-    return LoadedTensorRTEngine(loaded.engine, runtime, loaded.outcome, manifest, key, variant)
+    return LoadedTensorRTEngine(loaded.engine, runtime, logger, loaded.outcome, manifest, key,
+                                variant)
 
 
 def _calibration_progress(progress: Progress | None):
