@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from dudes_ros.argtypes import image_size, positive_int
-from dudes_ros.config import ConfigError, to_dict
+from dudes_ros.config import ConfigError, ModelConfig, to_dict
 from dudes_ros.files import atomic_write_bytes
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.loop import StepCallback, Trainer
@@ -45,6 +45,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                        help="global batch size of this schedule")
     quick.add_argument("--max-steps", type=positive_int, default=None,
                        help="stop after this many iterations (poly LR ends there)")
+    quick.add_argument("--encoder-weights", default=None, metavar="imagenet|FILE|none",
+                       help="pretrained encoder weights (recipe: model.encoder_weights): "
+                            "imagenet (downloaded once from the Hugging Face Hub), a local "
+                            ".pth/.pt/.safetensors state dict such as torchvision's "
+                            "resnet18-f37072fd.pth, or none for random init")
     parser.add_argument("--workers", type=int, default=None, help="data loader workers")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--restart", action="store_true",
@@ -60,7 +65,8 @@ def recipe_from_args(args: argparse.Namespace, schedule: str) -> Recipe:
         ("--members", args.members), ("--image-size", args.image_size),
         ("--crop-size", args.crop_size), ("--epochs", args.epochs),
         ("--batch-size", args.batch_size), ("--max-steps", args.max_steps),
-        ("--seed", args.seed)) if value is not None}
+        ("--seed", args.seed), ("--encoder-weights", args.encoder_weights))
+        if value is not None}
     if not given:
         return recipe
     data = dataclasses.replace(recipe.data, **{key: given[flag] for flag, key in (
@@ -72,12 +78,32 @@ def recipe_from_args(args: argparse.Namespace, schedule: str) -> Recipe:
     changes = {key: given[flag] for flag, key in (("--members", "members"), ("--seed", "seed"))
                if flag in given}
     try:
-        if "--image-size" in given:
-            changes["model"] = dataclasses.replace(recipe.model, input_size=given["--image-size"])
+        model = {key: given[flag] for flag, key in (("--image-size", "input_size"),
+                                                    ("--encoder-weights", "encoder_weights"))
+                 if flag in given}
+        if model.get("encoder_weights", "").lower() == "none":
+            model["encoder_weights"] = None
+        if model:
+            changes["model"] = dataclasses.replace(recipe.model, **model)
         return dataclasses.replace(recipe, data=data, **{schedule: train}, **changes)
     except ConfigError as exc:
         shown = " ".join(f"{flag} {_shown(value)}" for flag, value in given.items())
         raise ConfigError(f"recipe {args.recipe} with {shown}: {exc}") from exc
+
+
+def check_encoder_weights(config: ModelConfig) -> None:
+    """Fetch (or read) ``config``'s pretrained encoder weights and load them into a spare
+    encoder before any data is prepared, so a failed download or a file that does not fit
+    ends the command at once, in one line (``EncoderWeightsError``); downloads land in the
+    Hugging Face cache, which the network's construction reads again."""
+    if config.encoder_weights is None:
+        return
+    import segmentation_models_pytorch as smp
+
+    from dudes_ros.model.student import load_encoder_weights
+
+    load_encoder_weights(smp.encoders.get_encoder(config.encoder, weights=None),
+                         config.encoder, config.encoder_weights)
 
 
 def _shown(value: object) -> str:

@@ -83,6 +83,8 @@ class TrainConfig:
     ``target_std_correction``: the correction of the std over members in u_T, 1 (Bessel's,
     divide by M - 1, as the reference's ``torch.std``) or 0 (divide by M; every u_T
     sqrt((M - 1) / M) as large, e.g. to reproduce a student distilled that way).
+    ``pretrained_encoder``: start the encoder from ``model.encoder_weights`` (false: random
+    init, as the paper's ensemble members; the student ignores it with ``init_from_member``).
     """
 
     epochs: int = 200
@@ -103,6 +105,7 @@ class TrainConfig:
     outlier_classes: tuple[int, ...] = ()
     outlier_weight: float = 1.0
     target_std_correction: int = STD_CORRECTION
+    pretrained_encoder: bool = True
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, "epochs", self.epochs, "> 0")

@@ -132,6 +132,36 @@ def validate(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
     return metrics
 
 
+def sync_batchnorm(ctx: DistContext) -> bool:
+    """Whether BatchNorm statistics are synchronised over processes (SyncBatchNorm: several
+    CUDA processes; gloo on CPUs has no SyncBatchNorm, each process normalises its own)."""
+    return ctx.distributed and ctx.device.type == "cuda"
+
+
+def check_batch_size(batch_size: int, processes: int, *, synced_batchnorm: bool) -> int:
+    """The per-process batch of a global ``batch_size`` split over ``processes``.
+
+    Refuses, in one line naming the batch, the processes and the minimum, a batch that does
+    not split evenly, and one that leaves a BatchNorm layer a single value per channel (the
+    ASPP's image-pooling branch normalises ``[B, C, 1, 1]``), which would otherwise fail
+    inside the first forward pass with a long traceback from every process: at least 2 images
+    per process, or 1 where BatchNorm is synchronised over 2 or more processes.
+    """
+    if batch_size % processes:
+        raise ConfigError(f"batch size {batch_size} (--batch-size) must be divisible by the "
+                          f"number of processes ({processes})")
+    local = batch_size // processes
+    if synced_batchnorm and processes >= 2:
+        return local  # statistics over all processes: at least 2 images
+    if local < 2:
+        where = " (CPU processes do not synchronise it)" if processes > 1 else ""
+        raise ConfigError(f"batch size {batch_size} (--batch-size) over {processes} "
+                          f"process(es) is {local} image per process; BatchNorm needs at least "
+                          f"2 images per process{where}: use --batch-size {2 * processes} or "
+                          "more")
+    return local
+
+
 class Trainer:
     """One training run of ``net`` into ``out_dir`` (``last.pt``, ``best.pt``)."""
 
@@ -142,18 +172,16 @@ class Trainer:
         self.role, self.cfg, self.data_cfg = role, train_config, data_config
         self.seed, self.out_dir, self.metadata, self.ctx = seed, Path(out_dir), metadata, ctx
         self.teacher = teacher
+        world = ctx.world_size
+        self.local_batch = check_batch_size(train_config.batch_size, world,
+                                            synced_batchnorm=sync_batchnorm(ctx))
         self.net = net.to(ctx.device)
         self.model: torch.nn.Module = self.net
         if ctx.distributed:
-            if ctx.device.type == "cuda":
+            if sync_batchnorm(ctx):
                 self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
             self.model = DistributedDataParallel(
                 self.net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-        world = ctx.world_size
-        if train_config.batch_size % world:
-            raise ConfigError(f"batch size {train_config.batch_size} (--batch-size) must be "
-                              f"divisible by the number of processes ({world})")
-        self.local_batch = train_config.batch_size // world
         augment = RandomScaleCropFlip(data_config.crop_size, data_config.scale_range,
                                       data_config.hflip)
         self.train_view = AugmentedDataset(train_set, augment, seed, outlier_class)

@@ -23,10 +23,15 @@ from dudes_ros.model.checkpoint import (
 from dudes_ros.model.ensemble import Ensemble, expand_paths, load_ensemble
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.train import distributed
-from dudes_ros.train.common import add_common_arguments, fit, recipe_from_args
+from dudes_ros.train.common import (
+    add_common_arguments,
+    check_encoder_weights,
+    fit,
+    recipe_from_args,
+)
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.data import build_datasets
-from dudes_ros.train.loop import StepCallback, Trainer
+from dudes_ros.train.loop import StepCallback, Trainer, check_batch_size, sync_batchnorm
 from dudes_ros.train.reproducibility import seed_everything
 from dudes_ros.train.teacher import member_dir
 
@@ -48,8 +53,14 @@ def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_di
                           "student needs it (true)")
     paths = (expand_paths(member_paths) if member_paths is not None
              else default_member_paths(recipe, out_dir))
+    pretrained = recipe.student.pretrained_encoder and recipe.student.init_from_member is None
+    config = dataclasses.replace(recipe.model, encoder_weights=(
+        recipe.model.encoder_weights if pretrained else None))
+    check_encoder_weights(config)
     ctx = distributed.setup(device)
     try:
+        check_batch_size(recipe.student.batch_size, ctx.world_size,
+                         synced_batchnorm=sync_batchnorm(ctx))
         teacher = load_ensemble(paths, map_location=ctx.device,
                                 std_correction=recipe.student.target_std_correction)
         t_cfg, s_cfg = teacher.config, recipe.model
@@ -65,7 +76,7 @@ def train_student(recipe: Recipe, member_paths: str | Path | list | None, out_di
         train_set, val_set, data_meta = build_datasets(recipe.data, Path(out_dir))
         seed = recipe.seed + STUDENT_SEED_OFFSET
         seed_everything(seed)
-        net = SegmentationNet(recipe.model)
+        net = SegmentationNet(config)
         if recipe.student.init_from_member is not None:
             init_from_member(net, teacher, paths, recipe.student.init_from_member)
         if recipe.student.uncertainty_prior is not None:

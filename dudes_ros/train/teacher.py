@@ -15,10 +15,15 @@ from pathlib import Path
 from dudes_ros.config import ConfigError
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.train import distributed
-from dudes_ros.train.common import add_common_arguments, fit, recipe_from_args
+from dudes_ros.train.common import (
+    add_common_arguments,
+    check_encoder_weights,
+    fit,
+    recipe_from_args,
+)
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.data import build_datasets
-from dudes_ros.train.loop import StepCallback, Trainer
+from dudes_ros.train.loop import StepCallback, Trainer, check_batch_size, sync_batchnorm
 from dudes_ros.train.reproducibility import seed_everything
 
 
@@ -34,12 +39,17 @@ def train_member(recipe: Recipe, index: int, out_dir: str | Path, *, device: str
         raise ConfigError(f"member index {index} is out of range for recipe {recipe.name!r} "
                           f"with members={recipe.members} (expected 0..{recipe.members - 1})")
     out = member_dir(out_dir, index)
+    config = dataclasses.replace(recipe.model, uncertainty_head=False, encoder_weights=(
+        recipe.model.encoder_weights if recipe.teacher.pretrained_encoder else None))
+    check_encoder_weights(config)
     ctx = distributed.setup(device)
     try:
+        check_batch_size(recipe.teacher.batch_size, ctx.world_size,
+                         synced_batchnorm=sync_batchnorm(ctx))
         train_set, val_set, data_meta = build_datasets(recipe.data, Path(out_dir))
         seed = recipe.seed + index
         seed_everything(seed)
-        net = SegmentationNet(dataclasses.replace(recipe.model, uncertainty_head=False))
+        net = SegmentationNet(config)
         pool = recipe.teacher.outlier_classes
         outlier_class = pool[index % len(pool)] if pool else None
         metadata = {"recipe": recipe.name, "member_index": index, "members": recipe.members,
