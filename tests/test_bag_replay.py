@@ -203,17 +203,115 @@ def test_replay_into_a_subscriber_at_recorded_rate(tmp_path, ros_env):
     assert clocks and all(T0_NS <= c <= frames[-1].timestamp for c in clocks)
 
 
+class RunningNode:
+    """``dudes_node`` in its own process on ``/cam/image`` (the tiny student on ONNX Runtime,
+    reliable input of ``depth``), a listener of its ``/segmentation`` and ``/diagnostics`` in
+    this process, and ``dudes replay`` of a bag into it (also used by test_node_counts.py)."""
+
+    def __init__(self, tmp_path: Path, ros_env: dict[str, str], model: Path,
+                 depth: int) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        self.env, self.log = ros_env, tmp_path / "node.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dudes_ros.ros.node", "--ros-args", "-r", "image:=/cam/image",
+             "-p", f"model:={model}", "-p", "backend:=onnxruntime", "-p", "device:=cpu",
+             "-p", "qos.reliability:=reliable", "-p", f"qos.depth:={depth}",
+             "-p", "max_input_age:=0.0", "-p", "qos.output_depth:=10",
+             "-p", "ood.pixel_threshold:=0.5", "-p", "ood.frame_threshold:=0.1",
+             "-p", "diagnostics_period:=0.2"],
+            env=ros_env, cwd=REPO, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        # (arrival s, header stamp ns, frame_id, labels uint8 [H, W]) per segmentation
+        self.received: list[tuple[float, int, str, np.ndarray]] = []
+        self.counts: list[dict[str, str]] = []  # the node's inference status, newest last
+        self.node = rclpy.create_node("replay_node_listener")
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+        def on_segmentation(msg):
+            labels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            self.received.append((time.monotonic(), stamp, msg.header.frame_id, labels.copy()))
+
+        def on_diagnostics(msg):
+            self.counts.extend({kv.key: kv.value for kv in s.values} for s in msg.status
+                               if s.name == "/dudes_node: inference")
+
+        self.segmentation = self.node.create_subscription(Image, "/segmentation",
+                                                          on_segmentation, qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.replay: subprocess.Popen | None = None
+
+    def spin_until(self, condition, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            assert self.process.poll() is None, f"node exited:\n{self.log.read_text()}"
+            self.executor.spin_once(timeout_sec=0.01)
+        return condition()
+
+    def wait_ready(self) -> None:
+        """Until the node listens on /cam/image and this listener hears its segmentation."""
+        assert self.spin_until(lambda: self.node.count_subscribers("/cam/image") > 0
+                               and self.segmentation.get_publisher_count() > 0, 60), (
+            self.log.read_text())
+
+    def play(self, bag: Path, n: int, *arguments: str) -> str:
+        """Replay ``bag``'s /cam/image once the node listens; its output once it is done."""
+        self.wait_ready()
+        self.replay = subprocess.Popen(
+            [sys.executable, "-m", "dudes_ros.cli", "replay", str(bag), "--topics",
+             "/cam/image", "--wait-for-subscribers", "20", "--keep-stamps", *arguments],
+            env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        self.spin_until(lambda: self.replay.poll() is not None or len(self.received) == n, 40)
+        output = self.replay.communicate(timeout=10)[0]
+        assert self.replay.returncode == 0, output
+        assert f"published {n} messages" in output
+        return output
+
+    def final_counts(self, done) -> dict[str, str]:
+        """The node's first inference status from now on of which ``done(status)`` holds."""
+        self.counts.clear()
+        assert self.spin_until(lambda: self.counts and done(self.counts[-1]), 5), (
+            len(self.received), self.counts[-1:], self.log.read_text())
+        return self.counts[-1]
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        if self.replay is not None and self.replay.poll() is None:
+            self.replay.kill()
+            self.replay.wait(timeout=10)
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def running_node(tmp_path, ros_env):
+    """``start(model, depth)`` -> a ``RunningNode``, closed (and rclpy shut down) after
+    the test."""
+    rclpy = pytest.importorskip("rclpy")
+    started: list[RunningNode] = []
+    rclpy.init()
+    try:
+        yield lambda model, depth: started.append(
+            RunningNode(tmp_path, ros_env, model, depth)) or started[-1]
+    finally:
+        for node in started:
+            node.close()
+        rclpy.shutdown()
+
+
 @pytest.mark.ros
-def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(tmp_path, ros_env):
+def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(
+        tmp_path, running_node):
     """``dudes replay`` and ``dudes_node`` in their own processes: the node segments every
     frame of the bag, in order, with the bag's header stamps, and its outputs arrive at the
     recorded rate; the labels equal the offline predictor's on the same frames."""
-    rclpy = pytest.importorskip("rclpy")
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-
     from dudes_ros.inference.factory import create_predictor
     from tests.helpers.tiny_models import student_onnx
 
@@ -221,68 +319,13 @@ def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(tmp
     frames = write_image_bag(tmp_path / "in", [Camera("/cam/image", size=size)], n,
                              storage="sqlite3", period_ns=PERIOD_NS)
     model = student_onnx(tmp_path)
-    log = tmp_path / "node.log"
-    node_process = subprocess.Popen(
-        [sys.executable, "-m", "dudes_ros.ros.node", "--ros-args", "-r", "image:=/cam/image",
-         "-p", f"model:={model}", "-p", "backend:=onnxruntime", "-p", "device:=cpu",
-         "-p", "qos.reliability:=reliable", "-p", "qos.depth:=10", "-p", "max_input_age:=0.0",
-         "-p", "qos.output_depth:=10", "-p", "ood.pixel_threshold:=0.5",
-         "-p", "ood.frame_threshold:=0.1", "-p", "diagnostics_period:=0.2"],
-        env=ros_env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    received: list[tuple[float, int, str, np.ndarray]] = []
-    counts: list[dict[str, str]] = []
-    replay = None
-    rclpy.init()
-    try:
-        node = rclpy.create_node("replay_node_listener")
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-
-        def on_segmentation(msg):
-            labels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-            received.append((time.monotonic(), stamp, msg.header.frame_id, labels.copy()))
-
-        def on_diagnostics(msg):
-            counts.extend({kv.key: kv.value for kv in s.values} for s in msg.status
-                          if s.name == "/dudes_node: inference")
-
-        segmentation = node.create_subscription(Image, "/segmentation", on_segmentation, qos)
-        node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-
-        def spin_until(condition, timeout: float) -> bool:
-            deadline = time.monotonic() + timeout
-            while not condition() and time.monotonic() < deadline:
-                assert node_process.poll() is None, f"node exited:\n{log.read_text()}"
-                executor.spin_once(timeout_sec=0.01)
-            return condition()
-
-        assert spin_until(lambda: node.count_subscribers("/cam/image") > 0
-                          and segmentation.get_publisher_count() > 0, 60), log.read_text()
-        replay = subprocess.Popen(
-            [sys.executable, "-m", "dudes_ros.cli", "replay", str(tmp_path / "in"),
-             "--topics", "/cam/image", "--wait-for-subscribers", "20", "--keep-stamps"],
-            env=ros_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        spin_until(lambda: replay.poll() is not None or len(received) == n, 40)
-        output = replay.communicate(timeout=10)[0]
-        assert replay.returncode == 0, output
-        assert f"published {n} messages" in output
-        counts.clear()
-        assert spin_until(lambda: len(received) == n and counts
-                          and counts[-1]["frames_processed"] == str(n), 5), (
-            len(received), counts[-1:], log.read_text())
-        node.destroy_node()
-    finally:
-        rclpy.shutdown()
-        if replay is not None and replay.poll() is None:
-            replay.kill()
-            replay.wait(timeout=10)
-        node_process.terminate()
-        node_process.wait(timeout=20)
+    run = running_node(model, 10)
+    run.play(tmp_path / "in", n)
+    received = run.received
+    assert run.spin_until(lambda: len(received) == n, 5), (len(received), run.log.read_text())
+    final = run.final_counts(lambda status: status["frames_processed"] == str(n))
     assert [r[2] for r in received] == [f.frame_id for f in frames], "every frame, in order"
     assert [r[1] for r in received] == [f.sec * 10**9 + f.nanosec for f in frames]
-    final = counts[-1]
     assert [final[f"frames_{k}"] for k in ("in", "processed", "dropped_stale",
                                            "dropped_superseded", "rejected", "errors")] == [
         str(n), str(n), "0", "0", "0", "0"], final
