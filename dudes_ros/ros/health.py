@@ -223,7 +223,8 @@ def level_and_message(failure: str | None, state: str, input_problems: list[str]
                       recent: tuple[int, dict[str, int]], max_input_age: float
                       ) -> tuple[str, str]:
     """ERROR after a failed transition (with the reason); WARN while not active, while an
-    input has a problem (``InputWatch.problems``), or while the last ``n`` taken frames
+    input has a problem (``InputWatch.problems``) or another is named in ``input_problems``
+    (a CPU fallback on a GPU machine), or while the last ``n`` taken frames
     (``recent = (n, outcome counts)``) hold a rejected or failed one or are mostly dropped as
     stale; else OK, "streaming"."""
     if failure:

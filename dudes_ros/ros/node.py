@@ -530,9 +530,11 @@ class DudesNode(Node):
                 + ",".join([*sorted(live.get(camera, ())), "ood", "ood_alarm"])
                 for camera in self._cameras)))
         values += self.stats.summary()
+        problems = inputs.problems(self.config.input_timeout) if inputs is not None else []
+        if core is not None and core.predictor.cpu_fallback:  # a GPU machine running on the CPU
+            problems.append(f"running on the CPU: {core.predictor.selected_because}")
         level, message = health.level_and_message(
-            self._failure, self._lifecycle_state,
-            inputs.problems(self.config.input_timeout) if inputs is not None else [],
+            self._failure, self._lifecycle_state, problems,
             self.stats.recent_outcomes(),
             self.config.max_input_age if self.config else math.nan)
         status = DiagnosticStatus(
