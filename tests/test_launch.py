@@ -396,4 +396,5 @@ def test_ctrl_c_stops_the_node_cleanly(launch, clients, offline, installed):
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert node_processes(installed[0]) == []
     left = [p for p in segments if p.exists() or p.with_name(p.name.removesuffix("_el")).exists()]
+    print(f"the node's own segments: {sorted(p.name for p in segments)}; left: {left}")
     assert left == [], left
