@@ -8,7 +8,7 @@ import json
 import os
 import platform
 
-from dudes_ros.ros.distro import current_name, profile_facts
+from dudes_ros.ros.distro import current, current_name, profile_facts
 
 
 def _version(module: str) -> str | None:
@@ -28,6 +28,7 @@ def collect() -> dict:
         "ros_domain_id": os.environ.get("ROS_DOMAIN_ID", "0 (default)"),
         # Fast DDS 3 (Kilted) reads the first, Fast DDS 2 (Jazzy, Humble) the second
         **{v.lower(): value for v, value in profile_facts().items()},
+        "fastdds_profile_read_from": _profile_read_from(),
         "rclpy": _version("rclpy"),
         "numpy": _version("numpy"),
         "opencv": _version("cv2"),
@@ -106,6 +107,12 @@ def _auto_choice() -> str:
         return f"none: {exc}"
     fallback = " (CPU fallback: a GPU is visible)" if choice.cpu_fallback else ""
     return f"{choice.backend} on {choice.device}{fallback}: {choice.reason}"
+
+
+def _profile_read_from() -> str:
+    """Which profile variable(s) this environment's Fast DDS generation loads."""
+    distro = current()
+    return f"{' and '.join(distro.reads_profile_from)} (Fast DDS {distro.fastdds_major}.x)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
