@@ -1,25 +1,40 @@
-"""The import graph follows the layers (DESIGN.md §3, README "Layers"): a module imports only
-from its own layer or lower ones, and no two packages import each other. Every import counts,
-function-level ones too (only ``if TYPE_CHECKING:`` blocks are skipped)."""
+"""The import graph follows the layers of docs/ARCHITECTURE.md ("Layers"), read from that file's
+table, the only place they are written: a module imports only from its own layer or lower ones,
+and no two packages import each other. Every import counts, function-level ones too (only
+``if TYPE_CHECKING:`` blocks are skipped)."""
 
 from __future__ import annotations
 
 import ast
+import re
 
 from tests.conftest import REPO
 
 PACKAGE = REPO / "dudes_ros"
+ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
+TABLE_START = "<!-- layers: read by tests/test_architecture.py -->"
+TABLE_END = "<!-- end of layers -->"
+
+
+def read_layers() -> list[tuple[str, set[str]]]:
+    """``[(layer, {package})]``, highest first, from the table between the markers in
+    docs/ARCHITECTURE.md: one row per layer, the packages as code spans (``demo/`` is the
+    subfolder demo, ``cli`` the module cli.py)."""
+    text = ARCHITECTURE.read_text()
+    assert TABLE_START in text and TABLE_END in text, (
+        f"{ARCHITECTURE}: expected the layer table between {TABLE_START!r} and {TABLE_END!r}")
+    table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in table.splitlines()
+            if line.startswith("|")][2:]  # after the header and its rule
+    layers = [(name.strip(), {p.rstrip("/") for p in re.findall(r"`([^`]+)`", packages)})
+              for name, packages, *_ in rows]
+    assert layers and all(packages for _, packages in layers), (
+        f"{ARCHITECTURE}: every layer row needs its packages as code spans, got {layers}")
+    return layers
+
+
 # Highest first. A package is a subfolder or a top-level module of dudes_ros.
-LAYERS: list[tuple[str, set[str]]] = [
-    ("apps", {"cli", "doctor", "demo"}),
-    ("ros", {"ros"}),
-    ("offline", {"bag", "evaluate", "train", "export"}),
-    ("messages", {"messages"}),
-    ("core", {"perception", "inference"}),
-    ("runtime", {"runtime"}),
-    ("base", {"labels", "config", "uncertainty", "ood", "model", "data", "resources",
-              "errors", "argtypes", "plots", "files"}),
-]
+LAYERS: list[tuple[str, set[str]]] = read_layers()
 RANK = {package: i for i, (_, packages) in enumerate(LAYERS) for package in packages}
 LAYER = {package: name for name, packages in LAYERS for package in packages}
 
@@ -66,6 +81,13 @@ def graph() -> dict[str, set[str]]:
 
 def test_every_package_has_a_layer():
     assert set(graph()) <= set(RANK), sorted(set(graph()) - set(RANK))
+
+
+def test_every_layer_package_exists():
+    """The table names only real packages: a subfolder or a top-level module of dudes_ros."""
+    missing = sorted(p for p in RANK if not (PACKAGE / p).is_dir()
+                     and not (PACKAGE / f"{p}.py").is_file())
+    assert not missing, f"docs/ARCHITECTURE.md names packages dudes_ros lacks: {missing}"
 
 
 def test_no_import_goes_up_a_layer():

@@ -1,5 +1,5 @@
-"""The README's training walk-through, run as written (its own quick settings) in an empty
-folder: data, members, student, export, calibration, evaluation report."""
+"""The training walk-through of docs/training.md, run as written (its own quick settings) in an
+empty folder: data, members, student, export, calibration, evaluation report."""
 
 from __future__ import annotations
 
@@ -19,20 +19,21 @@ from dudes_ros.train.recipes import load_recipe
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
-SECTION = "## Train, evaluate, export, compile, bags"
+DOC = REPO / "docs" / "training.md"
+SECTION = "## The synthetic recipe, step by step"
 
 
-def readme_training_block() -> str:
-    """The first bash block of the README's training section, verbatim."""
-    text = (REPO / "README.md").read_text()
+def training_block() -> str:
+    """The first bash block of the walk-through section of docs/training.md, verbatim."""
+    text = DOC.read_text()
     section = text[text.index(SECTION):]
     match = re.search(r"```bash\n(.*?)```", section, flags=re.S)
-    assert match, f"no bash block under {SECTION!r}"
+    assert match, f"no bash block under {SECTION!r} in {DOC}"
     return match.group(1)
 
 
 def test_readme_block_is_the_quick_chain() -> None:
-    block = readme_training_block()
+    block = training_block()
     assert block.splitlines()[0].startswith('QUICK="') and " M=2" in block.splitlines()[0]
     order = [block.index(f"dudes {cmd} ") for cmd in
              ("make-synthetic", "train-teacher", "train-student", "export", "calibrate",
@@ -52,7 +53,7 @@ def test_readme_training_walkthrough_runs_as_written(tmp_path: Path) -> None:
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
                                                        os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
-    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", readme_training_block()],
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", training_block()],
                           cwd=work, env=env, capture_output=True, text=True, timeout=540)
     seconds = time.perf_counter() - start
     assert done.returncode == 0, done.stderr[-4000:]
