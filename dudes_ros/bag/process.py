@@ -35,8 +35,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability
-from rosbags.interfaces import QosTime as _QosTime
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore
 from tqdm import tqdm
@@ -76,7 +82,7 @@ DEFAULT_OUTPUTS = tuple(name for name in OUTPUT_TOPICS
 """Outputs written unless ``--outputs`` says otherwise: every one but the colour images."""
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 TF_STATIC = "/tf_static"
-_FOREVER = _QosTime(2147483647, 4294967295)
+_FOREVER = QosTime(2147483647, 4294967295)  # rosbag2's "infinite" duration
 LATCHED = (Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
                _FOREVER, _FOREVER, QosLiveliness.AUTOMATIC, _FOREVER, False),)
 """Offered QoS of a latched ROS 1 topic (``/tf_static``) copied into a rosbag2 bag: transient
