@@ -313,12 +313,12 @@ def test_replay_into_the_running_node_processes_every_frame_at_recorded_rate(
     frame of the bag, in order, with the bag's header stamps, and its outputs arrive at the
     recorded rate; the labels equal the offline predictor's on the same frames."""
     from dudes_ros.inference.factory import create_predictor
-    from tests.helpers.tiny_models import student_onnx
+    from tests.helpers.tiny_models import tiny_onnx
 
     n, size = 20, (64, 128)
     frames = write_image_bag(tmp_path / "in", [Camera("/cam/image", size=size)], n,
                              storage="sqlite3", period_ns=PERIOD_NS)
-    model = student_onnx(tmp_path)
+    model = tiny_onnx(tmp_path)
     run = running_node(model, 10)
     run.play(tmp_path / "in", n)
     received = run.received

@@ -16,10 +16,10 @@ def test_a_burst_into_the_node_is_accounted_frame_by_frame(tmp_path, running_nod
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from tests.helpers.tiny_models import student_onnx
+    from tests.helpers.tiny_models import tiny_onnx
 
     n, (h, w) = 40, (64, 128)
-    run: RunningNode = running_node(student_onnx(tmp_path), 1)  # input keeps one frame
+    run: RunningNode = running_node(tiny_onnx(tmp_path), 1)  # input keeps one frame
     publisher = run.node.create_publisher(
         Image, "/cam/image", QoSProfile(depth=n, reliability=ReliabilityPolicy.RELIABLE))
 

@@ -1,11 +1,16 @@
-"""The tiny student ONNX (``export_models.write_student``) for tests in an environment without
-torch, such as the Jazzy venv (``ROS_DISTRO=jazzy bash scripts/setup.sh``).
+"""Tiny student ONNX files for tests, also in an environment without torch such as the Jazzy
+venv (``ROS_DISTRO=jazzy bash scripts/setup.sh``).
 
-``student_onnx(folder)`` exports it where torch is importable; elsewhere it copies the one that
-an environment with torch exported beforehand into the folder named by ``DUDES_TEST_MODELS``
-(``python -m tests.helpers.tiny_models DIR``, which .ci/run runs with the default venv before
-the Jazzy job); with neither, the test is skipped, saying so. Exports are deterministic (fixed
-seed), so the copy is the model the test would have exported itself.
+``tiny_onnx(folder, recipe)`` exports the recipe's model where torch is importable; elsewhere
+it copies the one that an environment with torch exported beforehand into the folder named by
+``DUDES_TEST_MODELS`` (``python -m tests.helpers.tiny_models DIR`` exports every recipe; .ci/run
+runs it with the default venv before the Jazzy job); with neither, the test is skipped, saying
+so. Exports are deterministic (fixed seeds), so the copy is the model the test would have
+exported itself. Recipes:
+
+* ``student``: ``export_models.write_student`` (BatchNorm statistics perturbed), 64x128;
+* ``node``: a random-init student as ``tests/test_node.py``'s ``model`` fixture makes it
+  (seed 0, decoder 16, BatchNorm as initialised), 64x128, parity checked at batch 1.
 """
 
 from __future__ import annotations
@@ -19,37 +24,59 @@ from pathlib import Path
 import pytest
 
 FOLDER_VARIABLE = "DUDES_TEST_MODELS"
-FILES = ("student.onnx", "student.json")  # the ONNX and its manifest
+SIZE = (64, 128)
 
 
-def student_onnx(folder: Path) -> Path:
-    """``folder/student.onnx`` (manifest beside it): exported here, or copied from
+def _student(folder: Path) -> Path:
+    from tests.helpers.export_models import write_student
+
+    return write_student(folder)[1]
+
+
+def _node(folder: Path) -> Path:
+    import torch
+
+    from dudes_ros.config import ModelConfig
+    from dudes_ros.export.onnx_export import export_onnx
+    from dudes_ros.model.student import SegmentationNet
+
+    torch.manual_seed(0)
+    net = SegmentationNet(ModelConfig(encoder="resnet18", decoder_channels=16,
+                                      input_size=SIZE)).eval()
+    path = folder / "node.onnx"
+    export_onnx(net, path, parity_shapes=[(1, *SIZE)])
+    return path
+
+
+RECIPES = {"student": _student, "node": _node}  # each writes folder/<recipe>.onnx + .json
+
+
+def tiny_onnx(folder: Path, recipe: str = "student") -> Path:
+    """``folder/<recipe>.onnx`` (manifest beside it): exported here, or copied from
     ``$DUDES_TEST_MODELS``; skips the calling test when neither is possible."""
     if importlib.util.find_spec("torch") is not None:
-        from tests.helpers.export_models import write_student
-
-        return write_student(folder)[1]
+        return RECIPES[recipe](folder)
+    names = (f"{recipe}.onnx", f"{recipe}.json")
     named = os.environ.get(FOLDER_VARIABLE)
     source = Path(named) if named else None
-    if source is None or not all((source / name).is_file() for name in FILES):
-        pytest.skip(f"needs torch to export the tiny student, or {FILES} exported with torch "
-                    f"in the folder that {FOLDER_VARIABLE} names "
+    if source is None or not all((source / name).is_file() for name in names):
+        pytest.skip(f"needs torch to export the tiny {recipe!r} model, or {names} exported "
+                    f"with torch in the folder that {FOLDER_VARIABLE} names "
                     "(python -m tests.helpers.tiny_models DIR)")
-    for name in FILES:
+    for name in names:
         shutil.copy(source / name, folder / name)
-    return folder / FILES[0]
+    return folder / names[0]
 
 
 def main(argv: list[str]) -> int:
-    """``python -m tests.helpers.tiny_models DIR``: export the tiny student into DIR."""
+    """``python -m tests.helpers.tiny_models DIR``: export every recipe into DIR."""
     if len(argv) != 1:
         print("usage: python -m tests.helpers.tiny_models DIR", file=sys.stderr)
         return 2
-    from tests.helpers.export_models import write_student
-
     folder = Path(argv[0])
     folder.mkdir(parents=True, exist_ok=True)
-    write_student(folder)
+    for export in RECIPES.values():
+        export(folder)
     return 0
 
 
