@@ -9,8 +9,9 @@ so. Exports are deterministic (fixed seeds), so the copy is the model the test w
 exported itself. Recipes:
 
 * ``student``: ``export_models.write_student`` (BatchNorm statistics perturbed), 64x128;
-* ``node``: a random-init student as ``tests/test_node.py``'s ``model`` fixture makes it
-  (seed 0, decoder 16, BatchNorm as initialised), 64x128, parity checked at batch 1.
+* ``node``: ``benchmarks.soak_node.export_model`` at 64x128 (seed 0, decoder 16, BatchNorm
+  as initialised), the model of ``tests/test_node.py``'s and ``tests/test_fuzz.py``'s
+  fixtures.
 """
 
 from __future__ import annotations
@@ -34,18 +35,12 @@ def _student(folder: Path) -> Path:
 
 
 def _node(folder: Path) -> Path:
-    import torch
+    from benchmarks.soak_node import export_model
 
-    from dudes_ros.config import ModelConfig
-    from dudes_ros.export.onnx_export import export_onnx
-    from dudes_ros.model.student import SegmentationNet
-
-    torch.manual_seed(0)
-    net = SegmentationNet(ModelConfig(encoder="resnet18", decoder_channels=16,
-                                      input_size=SIZE)).eval()
+    exported = export_model(folder, SIZE)
     path = folder / "node.onnx"
-    export_onnx(net, path, parity_shapes=[(1, *SIZE)])
-    return path
+    exported.with_suffix(".json").rename(path.with_suffix(".json"))
+    return exported.rename(path)
 
 
 RECIPES = {"student": _student, "node": _node}  # each writes folder/<recipe>.onnx + .json
