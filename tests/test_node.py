@@ -380,7 +380,7 @@ def send_good_frames(client, offline, n: int, tag: str) -> None:
 
 
 def test_stale_frames_are_dropped_counted_logged_and_raise_warn(two_cameras, offline):
-    from dudes_ros.ros.node import LEVEL_WINDOW
+    from dudes_ros.ros.diagnostics import LEVEL_WINDOW
 
     client, _, log = two_cameras
     send_good_frames(client, offline, LEVEL_WINDOW, "fresh")
@@ -422,7 +422,7 @@ def test_stale_frames_are_dropped_counted_logged_and_raise_warn(two_cameras, off
 
 
 def test_diagnostics_level_returns_to_ok_after_a_malformed_frame(two_cameras, offline):
-    from dudes_ros.ros.node import LEVEL_WINDOW
+    from dudes_ros.ros.diagnostics import LEVEL_WINDOW
 
     client, _, _ = two_cameras
     send_good_frames(client, offline, 3, "before-bad")

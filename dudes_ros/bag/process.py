@@ -60,7 +60,7 @@ from dudes_ros.bag.summary import RunRecorder, format_summary, synthetic_model_w
 from dudes_ros.config import ConfigError
 from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.inference.predictor import Predictor
-from dudes_ros.messages.conversions import ImageRejected, compressed_to_rgb, image_to_rgb
+from dudes_ros.messages.frame_gate import Frame, FrameGate
 from dudes_ros.messages.outputs import (
     DEFAULT_IMAGES,
     IMAGE_TOPICS,
@@ -68,7 +68,7 @@ from dudes_ros.messages.outputs import (
     OutputBuilder,
     output_topic,
 )
-from dudes_ros.messages.types import OUTPUT_TYPESTORE, ROSBAG2_VERSION
+from dudes_ros.messages.types import COMPRESSED_IMAGE, IMAGE, OUTPUT_TYPESTORE, ROSBAG2_VERSION
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
 from dudes_ros.perception import OodConfig, PerceptionCore
 
@@ -256,9 +256,12 @@ def _copy(bag: BagReader, message: BagMessage, writer: Writer, connections: dict
 def _run(bag: BagReader, chosen: list[ImageTopic], copied: dict[str, str],
          core: PerceptionCore, builder: OutputBuilder, writer: Writer, connections: dict,
          recorder: RunRecorder, options: ProcessOptions) -> None:
-    """The frame loop: decode, infer, serialize and write every chosen image message (and
-    copy the ``copied`` input topics as they come, in bag order)."""
+    """The frame loop: decode, gate (``FrameGate``, as the node's, without the staleness
+    check: recorded stamps are old by nature), infer, serialize and write every chosen image
+    message (and copy the ``copied`` input topics as they come, in bag order)."""
     by_topic = {t.topic: t for t in chosen}
+    gates = {kind: FrameGate(kind, core.predictor.size_problem)
+             for kind in (IMAGE, COMPRESSED_IMAGE)}
     serialize = builder.typestore.serialize_cdr
     names = [name for name in OUTPUT_TOPICS if name in options.outputs]
     total = sum(t.count for t in chosen)
@@ -272,16 +275,15 @@ def _run(bag: BagReader, chosen: list[ImageTopic], copied: dict[str, str],
             topic = by_topic[message.topic]
             if options.include_inputs:
                 _copy(bag, message, writer, connections, recorder, builder)
-            msg = bag.deserialize(message)
-            try:
-                rgb = compressed_to_rgb(msg) if topic.compressed else image_to_rgb(msg)
-            except ImageRejected as exc:
-                recorder.reject(topic.topic, exc.reason, str(exc))
-                LOG.debug("%s at %d ns rejected: %s", topic.topic, message.timestamp, exc)
+            frame = gates[COMPRESSED_IMAGE if topic.compressed else IMAGE].admit(
+                bag.deserialize(message))
+            if not isinstance(frame, Frame):
+                recorder.reject(topic.topic, frame.reason, frame.text)
+                LOG.debug("%s at %d ns rejected: %s", topic.topic, message.timestamp, frame.text)
                 bar.update()
                 continue
-            result = core.process({topic.camera: rgb})[topic.camera]
-            header = builder.header(msg.header)
+            result = core.process({topic.camera: frame.rgb})[topic.camera]
+            header = builder.header(frame.header)
             for name in names:
                 data = serialize(builder.message(name, header, topic.camera, result),
                                  OUTPUT_TOPICS[name])

@@ -1,0 +1,45 @@
+"""What the node loads at configure and activate: the model behind a ``PerceptionCore``, with
+the OOD settings from the model's calibration and the node's parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dudes_ros.config import ConfigError
+from dudes_ros.perception import OodConfig, PerceptionCore
+from dudes_ros.ros.params import NodeConfig
+from dudes_ros.runtime.manifest import ood_calibration
+
+
+def model_path(config: NodeConfig) -> Path:
+    """The ``model`` parameter's file, or the bundled student when it is empty."""
+    if config.model:
+        return Path(config.model)
+    from dudes_ros.resources import bundled_model
+
+    return bundled_model()
+
+
+def ood_config(calibration: dict | None, config: NodeConfig) -> OodConfig:
+    """The model's OOD calibration overridden by the node's ``ood_*`` parameters."""
+    return OodConfig.from_calibration(
+        calibration, pixel_threshold=config.ood_pixel_threshold,
+        frame_threshold=config.ood_frame_threshold, raise_after=config.ood_raise_after,
+        clear_after=config.ood_clear_after)
+
+
+def load_core(config: NodeConfig) -> tuple[PerceptionCore, dict | None]:
+    """``(core, calibration)`` of the configured model and backend; raises ``ConfigError`` for
+    a model file that does not exist, and whatever the backend raises."""
+    from dudes_ros.inference.factory import create_predictor
+
+    model = model_path(config)
+    if not model.is_file():
+        raise ConfigError(f"parameter model: invalid value {config.model!r}; expected an "
+                          f"existing .onnx or .pt file ({model} does not exist)")
+    calibration = ood_calibration(model)
+    ood = ood_config(calibration, config)
+    predictor = create_predictor(model, backend=config.backend, device=config.device,
+                                 engine=config.engine_settings())
+    return PerceptionCore(predictor, ood, config.camera_names,
+                          output_scale=config.output_scale), calibration
