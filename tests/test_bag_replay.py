@@ -3,7 +3,6 @@ and into a running ``dudes_node`` (each in its own process)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -368,9 +367,6 @@ def recorded_images(bag_path) -> dict[int, str]:
 
 
 @pytest.mark.ros
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None,
-                    reason="the demo bag (tests/helpers/demo_bag.py) is recorded with a tiny "
-                           "student exported by torch")
 @pytest.mark.parametrize("block", [0, 1], ids=["node-defaults-restamped", "clock-sim-time"])
 def test_readme_replay_of_the_demo_bag_into_the_node(block, demo_bag, tmp_path, ros_env):
     """Both README blocks, as written, in a folder holding the demo's ``demo_output/bag``: the

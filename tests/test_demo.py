@@ -178,10 +178,9 @@ def test_bag_drive_decodes_the_chosen_topic(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from tests.helpers.export_models import write_student
+    from tests.helpers.tiny_models import tiny_onnx
 
-    _, onnx = write_student(tmp_path_factory.mktemp("model"))
-    return onnx
+    return tiny_onnx(tmp_path_factory.mktemp("model"))
 
 
 def _between(values: np.ndarray) -> float:

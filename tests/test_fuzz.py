@@ -169,9 +169,9 @@ rclpy = pytest.importorskip("rclpy")
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from benchmarks.soak_node import export_model
+    from tests.helpers.tiny_models import tiny_onnx
 
-    return export_model(tmp_path_factory.mktemp("fuzz_model"), (64, 128))
+    return tiny_onnx(tmp_path_factory.mktemp("fuzz_model"), "node")
 
 
 @pytest.fixture(scope="module")

@@ -35,18 +35,11 @@ OUTPUT_TOPICS = {"segmentation": Image, "uncertainty": Image, "confidence": Imag
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    """A random-init tiny student exported as a real deploy-graph ONNX with its manifest."""
-    torch = pytest.importorskip("torch")
-    from dudes_ros.config import ModelConfig
-    from dudes_ros.export.onnx_export import export_onnx
-    from dudes_ros.model.student import SegmentationNet
+    """A random-init tiny student exported as a real deploy-graph ONNX with its manifest
+    (exported with torch, or its export copied where torch is absent: tests/helpers/tiny_models)."""
+    from tests.helpers.tiny_models import tiny_onnx
 
-    torch.manual_seed(0)
-    net = SegmentationNet(ModelConfig(encoder="resnet18", decoder_channels=16,
-                                      input_size=(H, W))).eval()
-    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    export_onnx(net, path, parity_shapes=[(1, H, W)])
-    return path
+    return tiny_onnx(tmp_path_factory.mktemp("model"), "node")
 
 
 @pytest.fixture(scope="module")
