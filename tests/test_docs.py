@@ -133,6 +133,22 @@ def test_named_files_exist(doc: Path):
     assert not missing, f"{doc.relative_to(REPO)} names files the repository lacks: {missing}"
 
 
+README_SECTION = re.compile(r'README(?: section)?,? \\?"([^"\\\n]+)')
+
+
+def test_sections_the_code_names_are_in_the_readme():
+    """Messages and docstrings that send users to a README section (the synthetic-model
+    warning, the Fast DDS hint) name a heading the README has."""
+    headings = [re.sub(r"^#+\s+", "", line).replace("`", "")
+                for line in prose(README.read_text()).splitlines() if line.startswith("#")]
+    sources = [*(REPO / "dudes_ros").rglob("*.py"), *(REPO / "launch").glob("*.py")]
+    named = {(str(path.relative_to(REPO)), match.group(1).strip())
+             for path in sources for match in README_SECTION.finditer(path.read_text())}
+    missing = sorted((path, name) for path, name in named
+                     if not any(h.startswith(name) for h in headings))
+    assert named and not missing, f"README sections named in the code but absent: {missing}"
+
+
 # --- the parameter table is the declarations ---------------------------------------------------
 
 def _generator():
