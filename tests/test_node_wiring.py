@@ -17,6 +17,7 @@ import pytest
 
 from dudes_ros.messages.types import COMPRESSED_IMAGE, IMAGE
 from dudes_ros.ros import usage
+from dudes_ros.ros.distro import current
 from dudes_ros.ros.health import (
     Input,
     Publisher,
@@ -128,7 +129,8 @@ def test_help_prints_usage_and_never_starts_ros(monkeypatch, capsys):
                       "/diagnostics "):
             assert f"\n  {topic}" in text, topic
         assert "dudes_node --ros-args -r image:=/camera/image_raw -p transport:=compressed" in text
-        assert "export FASTRTPS_DEFAULT_PROFILES_FILE=" in text
+        for name in current().profile_variables:  # the names this distribution's Fast DDS reads
+            assert f"export {name}=" in text
     # help after --ros-args belongs to ROS; a stray argument before it is refused, not ignored
     assert usage.wants_help(["--ros-args", "-h"]) is False
     assert node.main(["-p", "transport:=compressed"]) == 2

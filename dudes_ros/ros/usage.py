@@ -10,6 +10,7 @@ import textwrap
 from dudes_ros.messages.outputs import OUTPUT_TOPICS
 from dudes_ros.messages.types import COMPRESSED_IMAGE, DIAGNOSTIC_ARRAY, IMAGE
 from dudes_ros.resources import config_path
+from dudes_ros.ros.distro import current
 from dudes_ros.ros.params import PARAMETERS, input_topic
 
 HELP_FLAGS = ("-h", "--help")
@@ -80,12 +81,12 @@ def usage() -> str:
     lines += ["", "examples:"]
     for what, command in EXAMPLES:
         lines += [f"  # {what}", f"  {command}"]
-    lines += [
-        "",
-        "large images over Fast DDS (set both: Fast DDS 2.x, Jazzy, reads the second name):",
-        f"  export FASTDDS_DEFAULT_PROFILES_FILE={profile}",
-        f"  export FASTRTPS_DEFAULT_PROFILES_FILE={profile}",
-    ]
+    # Only the names this distribution's Fast DDS reads: Kilted's rmw warns at every start
+    # when the Fast DDS 2 name is set as well.
+    distro = current()
+    lines += ["", f"large images over Fast DDS (on {distro.name}; Fast DDS 3 reads FASTDDS_..., "
+              "Fast DDS 2 on Jazzy and Humble FASTRTPS_...):"]
+    lines += [f"  export {name}={profile}" for name in distro.profile_variables]
     return "\n".join(lines) + "\n"
 
 
