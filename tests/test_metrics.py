@@ -247,20 +247,23 @@ def test_quantile_threshold_leaves_the_stated_share_above() -> None:
 
 
 def test_training_accumulators_report_what_the_evaluation_reports():
-    """train.metrics accumulates on the device (for DDP) but must give evaluate's numbers."""
+    """Counting on a torch device (training, for DDP) gives the numbers counting on the host
+    gives, with the same argument order; train.metrics' Pearson sums give evaluate's r."""
     import torch
 
-    from dudes_ros.train.metrics import ConfusionMatrix as DeviceConfusion
     from dudes_ros.train.metrics import PearsonAccumulator
 
     rng = np.random.default_rng(11)
     gt = rng.integers(0, 4, (2, 6, 7))
     gt[0, 0] = 255
     pred = rng.integers(0, 4, (2, 6, 7))
-    device, host = DeviceConfusion(4, torch.device("cpu")), m.ConfusionMatrix(num_classes=4)
-    device.update(torch.from_numpy(gt), torch.from_numpy(pred))
+    device = m.ConfusionMatrix(num_classes=4, device=torch.device("cpu"))
+    host = m.ConfusionMatrix(num_classes=4)
+    device.update(torch.from_numpy(pred), torch.from_numpy(gt))
     for p, g in zip(pred, gt, strict=True):
         host.update(p, g)
+    assert isinstance(device.counts, torch.Tensor) and device.counts.shape == (16,)
+    np.testing.assert_array_equal(device.matrix, host.matrix)
     assert device.miou() == pytest.approx(host.miou())
     np.testing.assert_allclose(device.iou(), host.iou())
     x, y = rng.random((2, 50)), rng.random((2, 50))

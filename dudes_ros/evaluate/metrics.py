@@ -22,6 +22,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -75,27 +76,55 @@ def mean_iou(confusion: np.ndarray) -> float:
 
 
 class ConfusionMatrix:
-    """Segmentation confusion ``int64 [C, C]`` (rows: ground truth, columns: prediction)."""
+    """Segmentation confusion ``int64 [C, C]`` (rows: ground truth, columns: prediction).
 
-    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX) -> None:
+    ``update(pred, gt)`` takes numpy arrays, or torch tensors when counting on ``device``.
+    Without ``device`` the counts are a numpy array and class ids outside ``[0, C)`` are
+    refused. With a torch ``device`` (training's validation) the counts stay there as an int64
+    tensor ``counts [C * C]`` so that DDP sums them over processes with one ``all_reduce``;
+    ids are then not checked, which would wait for the device every batch.
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX,
+                 device: Any = None) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        if device is None:
+            self.counts: Any = np.zeros(num_classes * num_classes, dtype=np.int64)
+        else:
+            import torch
 
-    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        """Add one image: ``pred``, ``gt`` integer ``[H, W]``; ignored gt pixels are skipped."""
+            self.counts = torch.zeros(num_classes * num_classes, dtype=torch.int64,
+                                      device=device)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The counts as ``int64 [C, C]`` on the host (a view of them without ``device``)."""
+        counts = self.counts if isinstance(self.counts, np.ndarray) else self.counts.cpu().numpy()
+        return counts.reshape(self.num_classes, self.num_classes)
+
+    def update(self, pred: Any, gt: Any) -> None:
+        """Add images: ``pred``, ``gt`` integer ``[H, W]`` or ``[B, H, W]`` (torch tensors on
+        ``device`` when counting there); ignored gt pixels are skipped."""
+        c = self.num_classes
+        if not isinstance(self.counts, np.ndarray):
+            import torch
+
+            valid = gt != self.ignore_index
+            self.counts += torch.bincount(gt[valid].long() * c + pred[valid].long(),
+                                          minlength=c * c)
+            return
         gt_f = _flat(gt, "gt").astype(np.int64)
         pred_f = _flat(pred, "pred", np.shape(gt)).astype(np.int64)
         valid = gt_f != self.ignore_index
         gt_v, pred_v = gt_f[valid], pred_f[valid]
-        c = self.num_classes
         if gt_v.size and (gt_v.max() >= c or gt_v.min() < 0):
             raise ValueError(f"gt holds class ids outside [0, {c}) other than the ignore index "
                              f"{self.ignore_index}: {np.unique(gt_v[(gt_v >= c) | (gt_v < 0)])}")
         if pred_v.size and (pred_v.max() >= c or pred_v.min() < 0):
             raise ValueError(f"pred holds class ids outside [0, {c}): "
                              f"{np.unique(pred_v[(pred_v >= c) | (pred_v < 0)])}")
-        self.matrix += np.bincount(gt_v * c + pred_v, minlength=c * c).reshape(c, c)
+        self.counts += np.bincount(gt_v * c + pred_v, minlength=c * c)
 
     def iou(self) -> np.ndarray:
         return iou_from_confusion(self.matrix)
@@ -104,8 +133,9 @@ class ConfusionMatrix:
         return mean_iou(self.matrix)
 
     def pixel_accuracy(self) -> float:
-        total = self.matrix.sum()
-        return float(np.trace(self.matrix) / total) if total else math.nan
+        matrix = self.matrix
+        total = matrix.sum()
+        return float(np.trace(matrix) / total) if total else math.nan
 
     def summary(self, class_names: tuple[str, ...] | None = None) -> dict:
         iou = self.iou()

@@ -336,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
         Evaluator,
         evaluate_anomaly_dataset,
         evaluate_dataset,
-        pick_device,
+        evaluation_device_of,
     )
     from dudes_ros.inference.factory import create_predictor
     from dudes_ros.model.ensemble import load_ensemble
@@ -347,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no data; pass --data ROOT or set CITYSCAPES_DATASET")
     deployed = (args.model or bundled_model()) if args.student is None else None
     point = _thresholds(args, args.model or deployed)
-    device = pick_device(args.device)
+    device = evaluation_device_of(args.device)
     dataset = CityscapesDataset(args.data, args.split)
     anomaly_data = AnomalyBenchmark(args.anomaly_data) if args.anomaly_data else None
     with contextlib.ExitStack() as stack:

@@ -332,7 +332,7 @@ def evaluate_anomaly_dataset(evaluator: Evaluator, dataset, limit: int | None = 
         evaluator.update_anomaly(dataset[index])
 
 
-def pick_device(name: str) -> torch.device:
+def evaluation_device_of(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

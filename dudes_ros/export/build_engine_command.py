@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = _settings(args)
-        loaded = load_engine(args.onnx, settings, cuda.parse_device(args.device),
+        loaded = load_engine(args.onnx, settings, cuda.gpu_index_of(args.device),
                              progress=TqdmProgress())
     except (OSError, ValueError, EngineBuildError, cuda.CudaError,
             UnsupportedTensorRT) as exc:  # ConfigError, VariantError too

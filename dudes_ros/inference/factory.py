@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.runtime import cuda
-from dudes_ros.runtime.cuda import DEVICES_HELP, DRIVER_DEVICE_FILES, check_device
+from dudes_ros.runtime.cuda import DEVICES_HELP, DRIVER_DEVICE_FILES, device_problem
 
 if TYPE_CHECKING:  # only annotated here; the TensorRT pieces load when TensorRT runs
     from dudes_ros.runtime.tensorrt_engine import EngineSettings
@@ -144,7 +144,7 @@ def choose_backend(model_path: Path, device: str = "auto", probe: Probe | None =
         # On a machine with the NVIDIA driver, running on the CPU is a fault to warn about.
         return _cpu_choice(model_path, probe, f"no CUDA GPU is visible (counted by "
                            f"{counted_by})", probe.driver_present)
-    index = cuda.parse_device(device)
+    index = cuda.gpu_index_of(device)
     if index >= count:
         raise RuntimeError(f"device {device!r} asked for, but {count} CUDA GPU(s) are visible")
     gpu = f"cuda:{index}"
@@ -198,7 +198,7 @@ def create_predictor(model_path: str | Path, backend: str = "auto", device: str 
     path = Path(model_path)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if check_device(device):
+    if device_problem(device):
         raise ValueError(f"device must be {DEVICES_HELP}, got {device!r}")
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dudes_ros.inference.predictor import Predictor, check_batch
-from dudes_ros.runtime.cuda import DEVICES_HELP, check_device, parse_device
+from dudes_ros.runtime.cuda import DEVICES_HELP, device_problem, gpu_index_of
 from dudes_ros.runtime.manifest import ModelFileError, check_onnx_file
 
 LOG = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class OnnxRuntimePredictor(Predictor):
         self.path = Path(onnx_path)
         self.manifest, self.sha256 = check_onnx_file(self.path)
         available = ort.get_available_providers()
-        if check_device(device):
+        if device_problem(device):
             raise ValueError(f"device must be {DEVICES_HELP}, got {device!r}")
         gpu = device not in ("auto", "cpu")
         cuda = "CUDAExecutionProvider" in available
@@ -39,7 +39,7 @@ class OnnxRuntimePredictor(Predictor):
                                f"has only providers {available}")
         providers: list = []
         if cuda and device != "cpu":
-            providers.append(("CUDAExecutionProvider", {"device_id": parse_device(device)}))
+            providers.append(("CUDAExecutionProvider", {"device_id": gpu_index_of(device)}))
         providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

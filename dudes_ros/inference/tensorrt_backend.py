@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dudes_ros.inference.predictor import Predictor, check_batch
-from dudes_ros.runtime.cuda import DeviceMemory, parse_device
+from dudes_ros.runtime.cuda import DeviceMemory, gpu_index_of
 from dudes_ros.runtime.tensorrt_engine import EngineSettings, load_engine
 from dudes_ros.runtime.tensorrt_support import cpu_device_for_gpu_backend, tensorrt_missing
 
@@ -49,7 +49,7 @@ class TensorRTPredictor(Predictor):
             raise ImportError(tensorrt_missing(str(exc))) from exc
 
         self.settings = engine or EngineSettings()
-        self.gpu = parse_device(device)
+        self.gpu = gpu_index_of(device)
         self.path = Path(onnx_path)
         self.memory = DeviceMemory(self.gpu)
         try:

@@ -31,7 +31,7 @@ MAX_GRAPHS = 4
 """Captured CUDA graphs kept (one per input shape, least recently used dropped)."""
 
 
-def resolve_device(device: str) -> torch.device:
+def torch_device_of(device: str) -> torch.device:
     """"auto" -> cuda when available else cpu; "cpu", "cuda", "cuda:N" as given."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -64,7 +64,7 @@ class TorchPredictor(Predictor):
             raise ValueError("give either net (a SegmentationNet) or graph (a deploy graph)")
         if graph is not None and fp16:
             raise ValueError("fp16 needs a student checkpoint; an ONNX graph runs in fp32")
-        self.device = resolve_device(device)
+        self.device = torch_device_of(device)
         cuda = self.device.type == "cuda"
         self.fp16 = (cuda and graph is None) if fp16 is None else fp16
         # Capture is on for DeployModel, whose ops are all capture-safe; an onnx2torch graph

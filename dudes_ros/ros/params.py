@@ -22,7 +22,7 @@ from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.messages.conversions import DEFAULT_MAX_PIXELS
 from dudes_ros.messages.types import COMPRESSED_IMAGE, IMAGE
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
-from dudes_ros.runtime.cuda import check_device
+from dudes_ros.runtime.cuda import device_problem
 from dudes_ros.runtime.engine_cache import PRECISIONS
 from dudes_ros.runtime.tensorrt_engine import EngineSettings
 
@@ -110,7 +110,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "CPU (ONNX Runtime) only when no GPU path can run the model",
               _choice(*BACKENDS)),
     ParamSpec("device", "auto", "'auto', 'cpu', 'cuda' or 'cuda:N' (GPU N, honoured by every "
-              "backend)", check_device),
+              "backend)", device_problem),
     ParamSpec("cameras", [], "camera names; each gets <name>/image in and <name>/segmentation, "
               "... out, all inferred as one batch; empty = one camera, un-prefixed topics",
               _cameras),

@@ -158,19 +158,19 @@ def gpu_info(index: int) -> GpuInfo:
 DEVICES_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
-def check_device(device: str) -> str | None:
+def device_problem(device: str) -> str | None:
     """None when ``device`` is a valid device string for any backend, else what was
     expected."""
     if device == "cpu":
         return None
     try:
-        parse_device(device)
+        gpu_index_of(device)
     except ValueError:
         return DEVICES_HELP
     return None
 
 
-def parse_device(device: str) -> int:
+def gpu_index_of(device: str) -> int:
     """GPU index of "auto", "cuda" (both 0) or "cuda:N"; ValueError for anything else."""
     if device in ("auto", "cuda"):
         return 0

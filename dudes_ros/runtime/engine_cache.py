@@ -33,7 +33,7 @@ from dudes_ros.files import atomic_write_bytes
 from dudes_ros.runtime.precision import PRECISIONS
 
 LOG = logging.getLogger(__name__)
-T = TypeVar("T")
+EngineT = TypeVar("EngineT")
 MANIFEST_FORMAT = "dudes_ros.engine/1"
 
 Progress = Callable[[str, int, int], None]
@@ -103,8 +103,8 @@ class CacheOutcome:
 
 
 @dataclass(frozen=True)
-class LoadedEngine(Generic[T]):
-    engine: T
+class LoadedEngine(Generic[EngineT]):
+    engine: EngineT
     outcome: CacheOutcome
 
 
@@ -121,7 +121,7 @@ class EngineCache:
     """
 
     def __init__(self, directory: str | Path, builder: Builder,
-                 deserialize: Callable[[bytes], T | None], lock_timeout: float = -1) -> None:
+                 deserialize: Callable[[bytes], EngineT | None], lock_timeout: float = -1) -> None:
         self.directory = Path(directory)
         self.builder = builder
         self.deserialize = deserialize
@@ -133,7 +133,7 @@ class EngineCache:
         return (stem.with_name(stem.name + ".engine"), stem.with_name(stem.name + ".engine.json"),
                 stem.with_name(stem.name + ".engine.lock"))
 
-    def check(self, onnx_path: Path, key: EngineKey) -> tuple[bytes | None, str]:
+    def lookup(self, onnx_path: Path, key: EngineKey) -> tuple[bytes | None, str]:
         """The cached engine's bytes when its manifest matches ``key``, else None and the
         reason it cannot be used."""
         engine_path, manifest_path, _ = self.paths(onnx_path, key)
@@ -159,13 +159,13 @@ class EngineCache:
         return data, "cache hit"
 
     def load(self, onnx_path: str | Path, key: EngineKey,
-             progress: Progress | None = None) -> LoadedEngine[T]:
+             progress: Progress | None = None) -> LoadedEngine[EngineT]:
         """The engine for ``key``: from the cache when valid, else built, cached and loaded."""
         onnx_path = Path(onnx_path)
         engine_path, manifest_path, lock_path = self.paths(onnx_path, key)
         self.directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(lock_path), timeout=self.lock_timeout):
-            data, reason = self.check(onnx_path, key)
+            data, reason = self.lookup(onnx_path, key)
             if data is not None:
                 engine = self._try_deserialize(data)
                 if engine is not None:
@@ -192,7 +192,7 @@ class EngineCache:
             LOG.info("built %s in %.1f s", engine_path, seconds)
             return LoadedEngine(engine, CacheOutcome(engine_path, True, reason, seconds))
 
-    def _try_deserialize(self, data: bytes) -> T | None:
+    def _try_deserialize(self, data: bytes) -> EngineT | None:
         try:
             return self.deserialize(data)
         except Exception as exc:  # noqa: BLE001 - any failure means "rebuild"

@@ -42,8 +42,9 @@ class DistContext:
         return tensor
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> this process's GPU if CUDA is available, else the CPU."""
+def process_device_of(device: str, local_rank: int = 0) -> torch.device:
+    """This process's torch device: ``auto`` -> its GPU (``local_rank``) if CUDA is available,
+    else the CPU; a GPU becomes the current CUDA device."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -60,13 +61,13 @@ def setup(device: str = "auto") -> DistContext:
     """Join the torchrun process group when ``WORLD_SIZE`` > 1; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistContext(0, 1, 0, resolve_device(device), False)
+        return DistContext(0, 1, 0, process_device_of(device), False)
     for var in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if var not in os.environ:
             raise RuntimeError(f"WORLD_SIZE={world} but {var} is not set; start distributed "
                                "runs with torchrun")
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-    dev = resolve_device(device, local_rank)
+    dev = process_device_of(device, local_rank)
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")

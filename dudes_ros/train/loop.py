@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from dudes_ros.config import ConfigError, to_dict
 from dudes_ros.data.transforms import AugmentedDataset, EvalView, RandomScaleCropFlip
+from dudes_ros.evaluate.metrics import ConfusionMatrix
 from dudes_ros.labels import IGNORE_INDEX
 from dudes_ros.model.checkpoint import (
     CheckpointError,
@@ -43,7 +44,7 @@ from dudes_ros.model.ensemble import Ensemble
 from dudes_ros.model.student import SegmentationNet, normalize
 from dudes_ros.train.config import DataConfig, TrainConfig
 from dudes_ros.train.distributed import DistContext
-from dudes_ros.train.metrics import ConfusionMatrix, PearsonAccumulator
+from dudes_ros.train.metrics import PearsonAccumulator
 from dudes_ros.train.reproducibility import rng_state, set_rng_state
 from dudes_ros.uncertainty import rmsle
 
@@ -104,8 +105,8 @@ def validate(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
     was_training = net.training
     net.eval()
     config = net.config
-    conf = ConfusionMatrix(config.num_classes, ctx.device)
-    teacher_conf = ConfusionMatrix(config.num_classes, ctx.device)
+    conf = ConfusionMatrix(config.num_classes, device=ctx.device)
+    teacher_conf = ConfusionMatrix(config.num_classes, device=ctx.device)
     pearson = PearsonAccumulator(ctx.device)
     for batch in loader:
         labels = batch["labels"].to(ctx.device).long()
@@ -113,10 +114,10 @@ def validate(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
         x = pad_to_multiple(normalize(batch["image"].to(ctx.device), config),
                             config.output_stride)
         logits, u = net(x)
-        conf.update(labels, logits[..., :h, :w].argmax(dim=1))
+        conf.update(logits[..., :h, :w].argmax(dim=1), labels)
         if teacher is not None:
             stats = teacher.statistics(x)
-            teacher_conf.update(labels, stats.prediction[..., :h, :w])
+            teacher_conf.update(stats.prediction[..., :h, :w], labels)
             if u is not None:
                 pearson.update(u[:, 0, :h, :w], stats.target_std[..., :h, :w])
     for acc in (conf.counts, teacher_conf.counts, pearson.sums):
@@ -124,7 +125,7 @@ def validate(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
     net.train(was_training)
     # Classes absent from ground truth and prediction have no IoU: None (JSON-friendly).
     metrics = {"val_miou": conf.miou(),
-               "val_iou": [None if math.isnan(v) else v for v in conf.iou()]}
+               "val_iou": [None if math.isnan(v) else float(v) for v in conf.iou()]}
     if teacher is not None:
         metrics["teacher_val_miou"] = teacher_conf.miou()
         if config.uncertainty_head:

@@ -1,8 +1,9 @@
-"""Streaming validation metrics: confusion-matrix mIoU and Pearson correlation.
+"""Streaming validation metrics on the training device: Pearson correlation (the confusion
+matrix behind mIoU is ``dudes_ros.evaluate.metrics.ConfusionMatrix`` with a ``device``).
 
-The counts and sums accumulate on the training device so that DDP sums them over processes
-with one ``all_reduce`` each; the formulas that turn them into IoU and r are the evaluation
-suite's (``dudes_ros.evaluate.metrics``), so training and evaluation report the same numbers.
+The sums accumulate on the training device so that DDP sums them over processes with one
+``all_reduce``; the formula that turns them into r is the evaluation suite's
+(``dudes_ros.evaluate.metrics``), so training and evaluation report the same numbers.
 """
 
 from __future__ import annotations
@@ -12,32 +13,6 @@ import math
 import torch
 
 from dudes_ros.evaluate import metrics as mt
-from dudes_ros.labels import IGNORE_INDEX
-
-
-class ConfusionMatrix:
-    """``[C, C]`` counts of (ground truth, prediction), ignoring ``IGNORE_INDEX``."""
-
-    def __init__(self, num_classes: int, device: torch.device) -> None:
-        self.num_classes = num_classes
-        self.counts = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-
-    def update(self, target: torch.Tensor, prediction: torch.Tensor) -> None:
-        """``target`` and ``prediction``: integer ``[B, H, W]``."""
-        valid = target != IGNORE_INDEX
-        flat = target[valid].long() * self.num_classes + prediction[valid].long()
-        self.counts += torch.bincount(flat, minlength=self.num_classes ** 2)
-
-    def matrix(self) -> torch.Tensor:
-        return self.counts.view(self.num_classes, self.num_classes)
-
-    def iou(self) -> list[float]:
-        """Per-class IoU; NaN for classes absent from both ground truth and prediction."""
-        return [float(v) for v in mt.iou_from_confusion(self.matrix().cpu().numpy())]
-
-    def miou(self) -> float:
-        """Mean IoU over the classes that occur (in ground truth or prediction)."""
-        return mt.mean_iou(self.matrix().cpu().numpy())
 
 
 class PearsonAccumulator:
