@@ -2,7 +2,8 @@
 
 * :func:`render_scene` - one frame of a random street (deterministic by seed, any size).
 * :func:`render_sequence` - a forward drive through one street in which an anomaly slides
-  onto the road ahead at ``enter_frame`` and leaves the view at ``leave_frame``.
+  onto the road ahead at ``enter_frame`` and leaves the view at ``leave_frame``;
+  :func:`render_drive` adds where the anomaly stands in each frame (:class:`DriveTruth`).
 * :func:`write_cityscapes_layout` / :func:`write_sequence_layout` - the same, written as
   Cityscapes-named PNGs (``leftImg8bit``, ``gtFine_labelIds``, ``gtFine_anomalyMask``) so that
   they flow through the Cityscapes reader.
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from dudes_ros.data import textures
 from dudes_ros.data.anomalies import Sprite, random_sprite
-from dudes_ros.data.street import Z_CLIP, Canvas, World, rasterize
+from dudes_ros.data.street import Z_CLIP, Camera, Canvas, World, rasterize
 from dudes_ros.data.street_layout import build_world, random_camera
 from dudes_ros.files import atomic_write_bytes
 from dudes_ros.labels import IGNORE_INDEX, TRAIN_ID_TO_ID
@@ -319,6 +320,33 @@ def _drive(plan: _Drive, seed: int, size: tuple[int, int], n_frames: int) -> lis
     return scenes
 
 
+@dataclass(frozen=True)
+class DriveTruth:
+    """Where a drive's anomaly stands, for measuring 3-D outputs against: ``camera`` (a level
+    pinhole, no pitch: focal, horizon row and vanishing point column scale with the image
+    size) and, per frame, the camera-relative ground contact of the sprite's centre in metres:
+    ``lateral[k]`` to the right and ``distance[k]`` forward along the optical axis (the sprite
+    stands upright, so every column of it touches the ground at that distance)."""
+
+    camera: Camera
+    lateral: tuple[float, ...]
+    distance: tuple[float, ...]
+
+
+def render_drive(seed: int, size: tuple[int, int], n_frames: int, enter_frame: int,
+                 leave_frame: int, anomaly_kind: str = "any",
+                 entry_height: int = 5) -> tuple[list[Scene], DriveTruth]:
+    """``render_sequence``'s frames and the :class:`DriveTruth` of the same drive."""
+    size = _check_drive(size, n_frames, enter_frame, leave_frame)
+    plan = _plan_drive(seed, size, n_frames, enter_frame, leave_frame, anomaly_kind,
+                       entry_height)
+    placed = [plan.anomaly_at(k, size) for k in range(n_frames)]
+    truth = DriveTruth(plan.world.camera, tuple(a.x for a in placed),
+                       tuple(a.z - a.offset(k * plan.speed, float(k))
+                             for k, a in enumerate(placed)))
+    return _drive(plan, seed, size, n_frames), truth
+
+
 def render_sequence(seed: int, size: tuple[int, int], n_frames: int, enter_frame: int,
                     leave_frame: int, anomaly_kind: str = "any",
                     entry_height: int = 5) -> list[Scene]:
@@ -329,10 +357,8 @@ def render_sequence(seed: int, size: tuple[int, int], n_frames: int, enter_frame
     (at least ``entry_height`` px tall when it appears), stays there while the car approaches,
     and leaves at the bottom. Raises ValueError when the span is too long to show at this
     resolution and entry height."""
-    size = _check_drive(size, n_frames, enter_frame, leave_frame)
-    plan = _plan_drive(seed, size, n_frames, enter_frame, leave_frame, anomaly_kind,
-                       entry_height)
-    return _drive(plan, seed, size, n_frames)
+    return render_drive(seed, size, n_frames, enter_frame, leave_frame, anomaly_kind,
+                        entry_height)[0]
 
 
 def scene_seed(seed: int, split: str, index: int) -> int:
