@@ -113,15 +113,11 @@ def find_regions(uncertainty: np.ndarray, pixel_threshold: float,
     kept = np.flatnonzero(keep)
     components = np.where(keep[labels], labels, 0).astype(np.int32)
     regions = []
-    if kept.size:
-        flat = components.ravel()
-        sums = np.bincount(flat, weights=u.ravel(), minlength=count)
-        maxima = np.zeros(count, dtype=np.float64)
-        np.maximum.at(maxima, flat, u.ravel())
-        for label in kept:
-            x, y, w, h, area = (int(v) for v in stats[label, :5])
-            regions.append(Region(x, y, w, h, area, float(sums[label] / area),
-                                  float(maxima[label]), int(label)))
+    for label in kept:
+        x, y, w, h, area = (int(v) for v in stats[label, :5])
+        values = u[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label]
+        regions.append(Region(x, y, w, h, area, float(values.mean(dtype=np.float64)),
+                              float(values.max()), int(label)))
     regions.sort(key=lambda r: -r.area)
     mask = np.where(components > 0, np.uint8(255), np.uint8(0))
     return Regions(mask, components, regions)
