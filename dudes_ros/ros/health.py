@@ -7,7 +7,8 @@ gets no frame and, before this module, no word either. ``InputWatch`` watches ea
 input: it gathers what the ROS graph shows on and around the subscribed topic (publishers,
 their types and reliability, other camera topics) and ``input_problem`` turns those facts into
 one sentence with the fix. The wording functions take plain data, so tests check them without
-a ROS graph.
+a ROS graph. ``diagnostics`` holds the counters and assembles the /diagnostics status around
+``level_and_message``.
 """
 
 from __future__ import annotations
