@@ -1,6 +1,6 @@
 """``FrameGate``: the node's worker and ``process-bag`` judge the same malformed frames the same.
 
-The node gates the CDR bytes it takes (``admit_cdr``, built as ``ros.worker.Worker`` builds it);
+The node gates the CDR bytes it takes (``admit_cdr`` of ``ros.worker.frame_gate``'s gate);
 ``process_bag`` gates the messages its reader decodes. Both get the same bytes here and must
 give the same reason and the same text for every frame; a good frame passes both.
 """
@@ -88,9 +88,17 @@ TOPICS = {"/raw/image_raw": (IMAGE, RAW), "/jpeg/image_raw/compressed": (COMPRES
 
 
 def node_gate(msgtype: str) -> FrameGate:
-    """The gate as the node's worker builds it (default parameters: max_input_age 0.5 s)."""
-    return FrameGate(msgtype, FixedSizePredictor().size_problem, max_input_age=0.5,
-                     typestore=KILTED)
+    """The gate the node's worker builds (``ros.worker.frame_gate``) for this transport, with
+    the default parameters (max_input_age 0.5 s)."""
+    pytest.importorskip("rclpy")
+    from dudes_ros.ros.params import NodeConfig
+    from dudes_ros.ros.worker import frame_gate
+
+    config = NodeConfig.from_values(
+        {"transport": "compressed" if msgtype == COMPRESSED_IMAGE else "raw"})
+    gate = frame_gate(config, FixedSizePredictor(), KILTED)
+    assert (gate.msgtype, gate.max_input_age) == (msgtype, 0.5)
+    return gate
 
 
 def node_verdicts(msgtype: str, frames: dict) -> dict[str, Frame | Verdict]:

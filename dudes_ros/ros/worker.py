@@ -16,16 +16,26 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from dudes_ros.inference.predictor import Predictor
 from dudes_ros.messages.frame_gate import DROPPED_STALE, Frame, FrameGate
 from dudes_ros.messages.outputs import IMAGE_TOPICS, OutputBuilder
 from dudes_ros.messages.types import COMPRESSED_IMAGE, IMAGE
 from dudes_ros.perception import FrameResult
 from dudes_ros.ros.intake import Intake, Taken
+from dudes_ros.ros.params import NodeConfig
 
 # Threads that build and publish output messages: the colour images, the confidence image and
 # the middleware's copies release the GIL, so one frame's outputs go out side by side
 # (BENCHMARKS.md, node cost at full resolution).
 PUBLISH_THREADS = min(4, os.cpu_count() or 1)
+
+
+def frame_gate(config: NodeConfig, predictor: Predictor, typestore: Any) -> FrameGate:
+    """The gate of a node configured with ``config`` (transport, max_pixels, max_input_age)
+    in front of ``predictor``; ``typestore`` decodes the taken CDR bytes."""
+    return FrameGate(COMPRESSED_IMAGE if config.transport == "compressed" else IMAGE,
+                     predictor.size_problem, config.max_pixels, config.max_input_age,
+                     typestore)
 
 
 class Worker:
@@ -85,9 +95,7 @@ class Worker:
     def _step(self, taken: Taken) -> None:
         node = self.node
         config, core, stats = node.config, node.core, node.stats
-        gate = FrameGate(COMPRESSED_IMAGE if config.transport == "compressed" else IMAGE,
-                         core.predictor.size_problem, config.max_pixels, config.max_input_age,
-                         node.typestore)
+        gate = frame_gate(config, core.predictor, node.typestore)
         now_ns = node.get_clock().now().nanoseconds  # node clock: sim time under use_sim_time
         frames: dict[str, Frame] = {}
         for camera, raw in taken.messages.items():
