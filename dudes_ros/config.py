@@ -18,7 +18,7 @@ import yaml
 
 from dudes_ros.errors import DudesError
 
-T = TypeVar("T")
+ConfigT = TypeVar("ConfigT")
 
 
 class ConfigError(DudesError, ValueError):
@@ -81,7 +81,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"{key}: unsupported config field type {tp}")
 
 
-def _from_mapping(cls: type[T], data: Any, where: str) -> T:
+def _from_mapping(cls: type[ConfigT], data: Any, where: str) -> ConfigT:
     where_ = where or cls.__name__
     if data is None:
         data = {}
@@ -108,7 +108,8 @@ def _from_mapping(cls: type[T], data: Any, where: str) -> T:
         raise ConfigError(f"{where}.{exc}") from exc
 
 
-def load_config(cls: type[T], source: dict | str | Path | None = None, where: str = "") -> T:
+def load_config(cls: type[ConfigT], source: dict | str | Path | None = None,
+                where: str = "") -> ConfigT:
     """Build ``cls`` from a mapping, a YAML file path, or defaults when ``source`` is None."""
     if isinstance(source, (str, Path)):
         path = Path(source)

@@ -36,7 +36,8 @@ OUTPUT_TOPICS = {"segmentation": Image, "uncertainty": Image, "confidence": Imag
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """A random-init tiny student exported as a real deploy-graph ONNX with its manifest
-    (exported with torch, or its export copied where torch is absent: tests/helpers/tiny_models)."""
+    (exported with torch, or its export copied where torch is absent:
+    tests/helpers/tiny_models)."""
     from tests.helpers.tiny_models import tiny_onnx
 
     return tiny_onnx(tmp_path_factory.mktemp("model"), "node")
