@@ -1,8 +1,11 @@
 """Where the anomalies are: connected regions of uncertain pixels, tracked across frames.
 
 Per frame, pixels with u over the pixel threshold form a mask; a morphological opening removes
-specks and one-pixel bridges, and OpenCV's ``connectedComponentsWithStats`` (8-connectivity)
-labels what is left. Components smaller than a minimum area are dropped. A
+specks and one-pixel bridges. Optionally each region then grows into the connected pixels over
+a lower threshold (hysteresis, as in Canny's edge linking): the calibrated threshold keeps
+only an object's core, so its box and ground contact would otherwise shrink. OpenCV's
+``connectedComponentsWithStats`` (8-connectivity) labels the result; components smaller than
+a minimum area are dropped. A
 :class:`RegionTracker` then gives each region an id that stays the same while the region
 persists, by greedy box-IoU matching against the previous frame; ids are never reused.
 
@@ -23,6 +26,9 @@ DEFAULT_MIN_AREA = 0.002
 """Smallest region as a fraction of the image area (chosen by benchmarks/anomaly_regions.py)."""
 DEFAULT_OPENING = 5
 """Side of the opening's elliptical kernel in mask pixels (chosen by the same benchmark)."""
+DEFAULT_GROW = 0.75
+"""Fraction of the pixel threshold regions grow down to (1 = no growth; chosen by the same
+benchmark)."""
 DEFAULT_TRACK_IOU = 0.3
 DEFAULT_MAX_MISSED = 1
 
@@ -30,12 +36,15 @@ DEFAULT_MAX_MISSED = 1
 @dataclass(frozen=True)
 class RegionConfig:
     """``min_area``: smallest region, fraction of the image area in [0, 1); ``opening``: odd
-    side in pixels of the elliptical opening kernel (1 = no opening); ``track_iou``: the box IoU
+    side in pixels of the elliptical opening kernel (1 = no opening); ``grow``: regions extend
+    over connected pixels with u above ``grow`` x the pixel threshold, in (0, 1] (1 = no
+    growth); ``track_iou``: the box IoU
     in (0, 1] a region needs with a region of the previous frame to keep its id;
     ``max_missed``: frames a track may go unseen before its id is retired (>= 0)."""
 
     min_area: float = DEFAULT_MIN_AREA
     opening: int = DEFAULT_OPENING
+    grow: float = DEFAULT_GROW
     track_iou: float = DEFAULT_TRACK_IOU
     max_missed: int = DEFAULT_MAX_MISSED
 
@@ -46,6 +55,9 @@ class RegionConfig:
         if not (isinstance(self.opening, int) and self.opening >= 1 and self.opening % 2 == 1):
             raise ValueError(f"opening must be an odd kernel side in pixels >= 1 (1 = none), "
                              f"got {self.opening!r}")
+        if not (isinstance(self.grow, (int, float)) and 0.0 < self.grow <= 1.0):
+            raise ValueError(f"grow must be a fraction of the pixel threshold in (0, 1], got "
+                             f"{self.grow!r}")
         if not (isinstance(self.track_iou, (int, float)) and 0.0 < self.track_iou <= 1.0):
             raise ValueError(f"track_iou must be in (0, 1], got {self.track_iou!r}")
         if not (isinstance(self.max_missed, int) and self.max_missed >= 0):
@@ -105,11 +117,20 @@ def find_regions(uncertainty: np.ndarray, pixel_threshold: float,
     if config.opening > 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (config.opening, config.opening))
         raw = cv2.morphologyEx(raw, cv2.MORPH_OPEN, kernel)
+    seeded = None
+    if config.grow < 1.0:
+        seeds = raw.astype(bool)
+        raw = ((u > config.grow * pixel_threshold) | seeds).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(raw, connectivity=8,
                                                                ltype=cv2.CV_32S)
+    if config.grow < 1.0:
+        seeded = np.zeros(count, dtype=bool)
+        seeded[labels[seeds]] = True
     min_pixels = config.min_area * u.size
     keep = np.zeros(count, dtype=bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(1.0, min_pixels)
+    if seeded is not None:
+        keep &= seeded
     kept = np.flatnonzero(keep)
     components = np.where(keep[labels], labels, 0).astype(np.int32)
     regions = []

@@ -66,12 +66,24 @@ def test_opening_cuts_a_thin_line_and_keeps_the_body():
     assert (regions[0].x, regions[0].y, regions[0].height) == (10, 10, 20)
 
 
+def test_grow_extends_a_region_over_its_lower_rim_but_seeds_nothing_new():
+    # a core over the threshold inside a rim at 0.3; elsewhere a patch at 0.3 with no core
+    u = u_map((10, 10, 20, 20, 0.3), (15, 15, 10, 10, 0.9), (50, 40, 10, 10, 0.3))
+    plain = find_regions(u, THRESHOLD, NO_FILTER).regions
+    assert [(r.x, r.y, r.width, r.height) for r in plain] == [(15, 15, 10, 10)]
+    mask, _, grown = find_regions(u, THRESHOLD, RegionConfig(min_area=0.0, opening=1, grow=0.5))
+    assert [(r.x, r.y, r.width, r.height, r.area) for r in grown] == [(10, 10, 20, 20, 400)]
+    assert grown[0].mean_u == pytest.approx((100 * 0.9 + 300 * 0.3) / 400, rel=1e-6)
+    assert not mask[40:50, 50:60].any()
+
+
 def test_u_at_the_threshold_is_not_anomalous():
     assert find_regions(u_map((5, 5, 4, 4, THRESHOLD)), THRESHOLD, NO_FILTER).regions == []
 
 
 @pytest.mark.parametrize("field, value", [("min_area", -0.1), ("min_area", 1.0),
-                                          ("opening", 4), ("opening", 0), ("track_iou", 0.0),
+                                          ("opening", 4), ("opening", 0), ("grow", 0.0),
+                                          ("grow", 1.5), ("track_iou", 0.0),
                                           ("max_missed", -1)])
 def test_bad_config_is_refused_by_name(field, value):
     with pytest.raises(ValueError, match=rf"{field} .*{value}"):
