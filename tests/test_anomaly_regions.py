@@ -16,7 +16,7 @@ from dudes_ros.anomaly_regions import (
 )
 
 THRESHOLD = 0.5
-NO_FILTER = RegionConfig(min_area=0.0, opening=1)
+NO_FILTER = RegionConfig(min_area=0.0, opening=1, grow=1.0)
 
 
 def u_map(*blobs: tuple[int, int, int, int, float], size=(60, 80)) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_a_speck_below_min_area_is_dropped_from_regions_and_mask():
 
 def test_opening_cuts_a_thin_line_and_keeps_the_body():
     u = u_map((10, 10, 20, 20, 0.9), (30, 19, 30, 1, 0.9))  # a one-pixel tail to the right
-    mask, _, regions = find_regions(u, THRESHOLD, RegionConfig(min_area=0.0, opening=3))
+    mask, _, regions = find_regions(u, THRESHOLD, RegionConfig(min_area=0.0, opening=3, grow=1.0))
     assert len(regions) == 1
     assert not mask[19, 32:].any()  # the tail is gone but for the pixel next to the body
     assert (regions[0].x, regions[0].y, regions[0].height) == (10, 10, 20)
