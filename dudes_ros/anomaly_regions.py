@@ -5,9 +5,9 @@ specks and one-pixel bridges. Optionally each region then grows into the connect
 a lower threshold (hysteresis, as in Canny's edge linking): the calibrated threshold keeps
 only an object's core, so its box and ground contact would otherwise shrink. OpenCV's
 ``connectedComponentsWithStats`` (8-connectivity) labels the result; components smaller than
-a minimum area are dropped. A
-:class:`RegionTracker` then gives each region an id that stays the same while the region
-persists, by greedy box-IoU matching against the previous frame; ids are never reused.
+a minimum area (after growth) are dropped. A :class:`RegionTracker` then gives each region an
+id that stays the same while the region persists, by greedy box-IoU matching against the
+previous frame; ids are never reused.
 
 OpenCV does the pixel work (morphology and component labelling are its long-maintained,
 optimised core routines); this module only chooses the parameters and keeps the ids.
@@ -38,9 +38,9 @@ class RegionConfig:
     """``min_area``: smallest region, fraction of the image area in [0, 1); ``opening``: odd
     side in pixels of the elliptical opening kernel (1 = no opening); ``grow``: regions extend
     over connected pixels with u above ``grow`` x the pixel threshold, in (0, 1] (1 = no
-    growth); ``track_iou``: the box IoU
-    in (0, 1] a region needs with a region of the previous frame to keep its id;
-    ``max_missed``: frames a track may go unseen before its id is retired (>= 0)."""
+    growth); ``track_iou``: the box IoU in (0, 1] a region needs with a region of the previous
+    frame to keep its id; ``max_missed``: frames a track may go unseen before its id is retired
+    (>= 0)."""
 
     min_area: float = DEFAULT_MIN_AREA
     opening: int = DEFAULT_OPENING

@@ -3,7 +3,9 @@
 Frames follow ROS's optical convention (REP 103): x right, y down, z forward, with pixel
 centres at integer coordinates as in ``sensor_msgs/CameraInfo``'s K. A region's ground contact
 is, per image column of the region, the lower edge (row + 0.5) of its bottom-most pixel: where
-an object standing on the road meets it.
+an object standing on the road meets it. A column whose lowest pixel is on the image's last row
+has its contact out of view: its point lies at the nearest visible ground, farther than the
+object.
 
 Depth comes either from a flat-ground model (:class:`FlatGround`: the camera's height above a
 level road and its pitch) or from a depth image registered to the camera (:func:`depth_points`).
