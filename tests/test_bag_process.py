@@ -32,7 +32,7 @@ from dudes_ros.inference.predictor import Predictor
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.ood import Hysteresis
 from dudes_ros.perception import OodConfig, confidence_image, scale_outputs
-from tests.helpers.bags import KILTED, Camera, pattern, write_image_bag
+from tests.helpers.bags import KILTED, Camera, bag_writer, pattern, write_image_bag
 
 N = 6  # frames per camera
 
@@ -462,8 +462,6 @@ def write_camera_bag(path: Path, storage: str) -> dict[str, list[bytes]]:
     """An image topic with its camera_info, a camera_info of another namespace, /tf_static
     (latched) and /tf; returns the serialized bytes written per topic."""
     from rosbags.interfaces import QosDurability
-    from rosbags.rosbag1 import Writer as Writer1
-    from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     from dudes_ros.bag.process import LATCHED
@@ -503,12 +501,7 @@ def write_camera_bag(path: Path, storage: str) -> dict[str, list[bytes]]:
         return types["tf2_msgs/msg/TFMessage"](transforms=[stamped])
 
     written: dict[str, list[bytes]] = {}
-    if ros1:
-        writer = Writer1(path)
-    else:
-        plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
-        writer = Writer(path, version=9, storage_plugin=plugin)
-    with writer:
+    with bag_writer(path, storage) as writer:
         def add(topic: str, msgtype: str, latched: bool = False):
             if ros1:
                 return writer.add_connection(topic, msgtype, typestore=store,

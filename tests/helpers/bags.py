@@ -79,6 +79,15 @@ def expected_rgb(camera: Camera, rgb: np.ndarray) -> np.ndarray:
     return np.repeat(rgb[..., :1], 3, axis=2) if camera.kind == "mono8" else rgb
 
 
+def bag_writer(path: Path, storage: str):
+    """An unopened rosbags writer: a ROS 1 ``.bag`` for ``storage`` "ros1", else a rosbag2
+    directory of the storage plugin "sqlite3" or "mcap"."""
+    if storage == "ros1":
+        return Writer1(path)
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    return Writer(path, version=9, storage_plugin=plugin)
+
+
 def write_image_bag(path: Path, cameras: list[Camera], n_frames: int, storage: str = "mcap",
                     period_ns: int = 100_000_000, extra_string_topic: bool = True) -> list[Frame]:
     """Write ``n_frames`` per camera (cameras interleaved, ``period_ns`` apart) to ``path``:
@@ -87,12 +96,7 @@ def write_image_bag(path: Path, cameras: list[Camera], n_frames: int, storage: s
     ros1 = storage == "ros1"
     typestore = NOETIC if ros1 else KILTED
     frames: list[Frame] = []
-    if ros1:
-        writer = Writer1(path)
-    else:
-        plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
-        writer = Writer(path, version=9, storage_plugin=plugin)
-    with writer:
+    with bag_writer(path, storage) as writer:
         def add(topic: str, msgtype: str):
             return writer.add_connection(topic, msgtype, typestore=typestore)
 
