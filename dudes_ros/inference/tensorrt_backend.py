@@ -94,7 +94,7 @@ class TensorRTPredictor(Predictor):
         growing (never shrinking) its buffer."""
         if not self.context.set_input_shape("image", shape):
             raise RuntimeError(f"TensorRT refused input shape {list(shape)}")
-        self.shape = shape
+        self.shape = None  # set only once the context holds this shape's memory
         need = int(self.context.update_device_memory_size_for_shapes())
         if need > self.scratch_bytes:
             if self.scratch:
@@ -104,6 +104,7 @@ class TensorRTPredictor(Predictor):
             self.scratch_bytes = need
         if self.scratch:
             self.context.set_device_memory(self.scratch, self.scratch_bytes)
+        self.shape = shape
 
     def _reserve(self, pixels: int) -> None:
         """Host and device buffers for ``pixels`` = B * H * W (3 bytes each for the image),
