@@ -157,3 +157,13 @@ def test_make_variant_command(student, calibration, tmp_path, capsys):
     assert load_manifest(made)["precision"]["calibration"].startswith("8 images")
     assert dudes(["make-variant", str(student), "--precision", "int8"]) == 2
     assert "needs calibration images" in capsys.readouterr().err
+
+
+def test_a_missing_onnx_package_is_named(student, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnx" else real(name, *a))
+    with pytest.raises(VariantError, match=r"fp16 variant needs the onnx package.*pip install"):
+        ensure_variant(student, "fp16", tmp_path)

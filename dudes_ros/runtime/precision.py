@@ -103,8 +103,18 @@ def load_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _need_onnx(precision: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise VariantError(f"making the {precision} variant needs the onnx package, which is "
+                           "not installed: pip install onnx (it comes with the "
+                           "dudes_ros[tensorrt-cu12] / [tensorrt-cu13] extras)")
+
+
 def make_fp16(source: Path, target: Path) -> None:
     """Write the fp16 variant of ``source`` (fp32 deploy graph) to ``target``."""
+    _need_onnx("fp16")
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -143,6 +153,7 @@ def make_int8(source: Path, target: Path, files: list[Path],
         quantize_static,
     )
 
+    _need_onnx("int8")
     if not files:
         raise VariantError("int8 calibration needs at least one image")
     if len(files) < FEW_CALIBRATION_IMAGES:
