@@ -1,4 +1,4 @@
-"""The README's compressed replay, as a new user runs it on their own bag: 1280x720 JPEG
+"""The compressed replay of docs/bags.md, as a new user runs it on their own bag: 1280x720 JPEG
 ``CompressedImage`` frames and ``CameraInfo``, the Fast DDS profile exported under both of
 its variable names, ``dudes_node`` wired image_transport's way (base topic remapped,
 ``transport:=compressed``) and ``dudes replay BAG``. Every frame comes back on
@@ -95,7 +95,7 @@ def test_readme_compressed_replay_answers_every_frame(tmp_path, ros_env):
     recorded = write_jpeg_bag(tmp_path / "my_bag")
     _, model = write_student(tmp_path)
     env = {**ros_env, "PATH": f"{Path(sys.executable).parent}:{ros_env.get('PATH', '')}"}
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # the README's lines set both names
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # docs/bags.md's lines set both names
     env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
     profile = "; ".join(PROFILE_LINES)
     node_line = (f"{NODE_LINE} -p model:={model} -p device:=cpu -p ood.pixel_threshold:=0.5 "

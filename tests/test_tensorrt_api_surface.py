@@ -27,9 +27,9 @@ SOURCES = [*sorted((REPO / "dudes_ros").rglob("*.py")),
 VARIABLES = {"builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
              "config": "IBuilderConfig", "profile": "IOptimizationProfile",
              "engine": "ICudaEngine", "context": "IExecutionContext", "runtime": "Runtime"}
-# The calls the backend's design rests on (DESIGN.md 3.2): a strongly typed network, no
-# precision flags, USER_MANAGED context memory sized per input shape. Both versions must have
-# them, and so must the stand-in.
+# The calls the backend's design rests on (docs/ARCHITECTURE.md, backends): a strongly typed
+# network, no precision flags, USER_MANAGED context memory sized per input shape. Both versions
+# must have them, and so must the stand-in.
 REQUIRED = ["Logger", "Logger.WARNING", "Builder", "Builder.create_network",
             "Builder.create_builder_config", "Builder.create_optimization_profile",
             "Builder.build_serialized_network", "NetworkDefinitionCreationFlag.STRONGLY_TYPED",

@@ -95,7 +95,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def summarize(records: list[FrameRecord], in_view: Sequence[bool] | None,
               raise_after: int) -> dict:
-    """The summary.json numbers (see the README's demo section for each key); ``raise_after``
+    """The summary.json numbers (see docs/demo.md for each key); ``raise_after``
     is the alarm's debounce (frames over threshold before it rises)."""
     latencies = [r.latency_ms for r in records if r.complete]
     alarms = runs([r.alarm is True for r in records])

@@ -4,7 +4,7 @@
 change while the node is configured). ``declare_parameters`` declares all of them on a node
 with their descriptions; ``NodeConfig.from_values`` validates a full set and names the bad
 parameter and value; ``check_change`` says why a runtime change is refused. The table itself
-is plain Python so the launch file (checking its arguments) and the README can read it
+is plain Python so the launch file (checking its arguments) and docs/node.md can read it
 without a ROS graph.
 """
 
