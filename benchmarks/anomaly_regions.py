@@ -55,6 +55,7 @@ from dudes_ros.anomaly_regions import (  # noqa: E402
 )
 from dudes_ros.data.synthetic import render_drive  # noqa: E402
 from dudes_ros.demo.sources import ENTRY_HEIGHT  # noqa: E402
+from dudes_ros.files import atomic_write_bytes  # noqa: E402
 from dudes_ros.ground import CameraIntrinsics, FlatGround, ground_points  # noqa: E402
 from dudes_ros.inference.onnxruntime_backend import OnnxRuntimePredictor  # noqa: E402
 from dudes_ros.ood import (  # noqa: E402
@@ -260,7 +261,7 @@ def main() -> int:
     lines.append("")
     lines.append(f"{time.perf_counter() - start:.0f} s in all.")
     text = "\n".join(lines) + "\n"
-    args.out.write_text(text)
+    atomic_write_bytes(args.out, text.encode())  # no half-written report
     print(text)
     return 0
 

@@ -16,6 +16,7 @@ from dudes_ros.bag.reader import BagError, BagReader
 from dudes_ros.bag.replay import ReplayOptions, Restamp, header_stamp, playback, replay_topics
 from tests.conftest import REPO
 from tests.helpers.bags import KILTED, T0_NS, Camera, write_image_bag
+from tests.helpers.processes import stop
 
 PERIOD_NS = 100_000_000  # 10 Hz
 WALL0_NS = 1_800_000_000 * 10**9  # the virtual wall clock at VirtualClock.t = 0
@@ -427,10 +428,7 @@ def test_readme_replay_of_the_demo_bag_into_the_node(block, demo_bag, tmp_path, 
         node.destroy_node()
     finally:
         rclpy.shutdown()
-        for process in (replay, node_process):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=20)
+        stop(replay, node_process)
     if block == 0:
         offsets = re.findall(r"published = recorded ([+-]\d+) ns", output)
         assert len(offsets) == 1, output

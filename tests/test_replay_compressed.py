@@ -20,6 +20,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from dudes_ros.bag.replay import Restamp
 from tests.conftest import FASTDDS_PROFILE
 from tests.helpers.bags import KILTED, T0_NS, pattern
+from tests.helpers.processes import stop
 
 pytestmark = pytest.mark.ros
 SIZE = (720, 1280)  # the camera
@@ -145,10 +146,7 @@ def test_readme_compressed_replay_answers_every_frame(tmp_path, ros_env):
         listener.destroy_node()
     finally:
         rclpy.shutdown()
-        for process in (replay, node_process):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=20)
+        stop(replay, node_process)
     text = log.read_text()
     assert ("input: /camera/image_raw/compressed (sensor_msgs/msg/CompressedImage); transport "
             "compressed, base topic image -> /camera/image_raw") in text, text
