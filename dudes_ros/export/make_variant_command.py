@@ -26,19 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from dudes_ros.runtime.engine_cache import TqdmProgress
     from dudes_ros.runtime.precision import ensure_variant
 
-    bar: list[tqdm] = []
+    bars = TqdmProgress()  # the engine build's progress display, one phase
 
     def progress(done: int, total: int) -> None:
-        if done == 0:
-            bar.append(tqdm(total=total, desc="int8 calibration", unit="img"))
-        elif done < 0:
-            bar.pop().close()
-        else:
-            bar[-1].update(done - bar[-1].n)
+        bars("int8 calibration", done, total)
 
     try:
         variant = ensure_variant(args.onnx, args.precision,

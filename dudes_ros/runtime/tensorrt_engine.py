@@ -24,7 +24,7 @@ from dudes_ros.argtypes import MIN_SIDE
 from dudes_ros.config import check
 from dudes_ros.runtime.cuda import gpu_info, set_device
 from dudes_ros.runtime.engine_cache import CacheOutcome, EngineCache, EngineKey, Progress
-from dudes_ros.runtime.manifest import check_onnx_file
+from dudes_ros.runtime.manifest import load_manifest
 from dudes_ros.runtime.precision import PRECISIONS, Variant, ensure_variant
 from dudes_ros.runtime.tensorrt_build import build_serialized_engine
 from dudes_ros.runtime.tensorrt_support import check_tensorrt_version
@@ -119,7 +119,7 @@ def load_engine(onnx_path: str | Path, settings: EngineSettings, gpu: int = 0,
 
     check_tensorrt_version(trt.__version__)
     onnx_path = Path(onnx_path)
-    manifest, _ = check_onnx_file(onnx_path)
+    manifest = load_manifest(onnx_path)  # ensure_variant checks the file against it
     profile = settings.profile(tuple(manifest["input"]["network_input_size"]))
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(onnx_path)
     variant = ensure_variant(onnx_path, settings.precision, cache_dir,
