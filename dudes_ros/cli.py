@@ -27,7 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                        "write synthetic street scenes or drives in Cityscapes layout"),
     "train-teacher": ("dudes_ros.train.teacher", "train one Deep Ensemble member (torchrun ok)"),
     "train-student": ("dudes_ros.train.student", "distil the DUDES student from the ensemble"),
-    "process-bag": ("dudes_ros.bag.process",
+    "process-bag": ("dudes_ros.commands.process_bag",
                     "run the student over a bag's image topics; write an output bag + report"),
     "replay": ("dudes_ros.bag.replay", "publish a bag into the ROS graph at the recorded rate"),
     "export": ("dudes_ros.export.export_command",

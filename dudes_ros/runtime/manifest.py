@@ -131,6 +131,16 @@ def trained_on(manifest: dict) -> dict:
     return describe_training_data(manifest.get("training"))
 
 
+def model_trained_on(model: Path) -> dict:
+    """``trained_on`` of a model file: an ONNX's manifest (``trained_on``), a .pt checkpoint's
+    training metadata described by ``describe_training_data``."""
+    if model.suffix == ".onnx":
+        return trained_on(load_manifest(model))
+    from dudes_ros.model.checkpoint import read_checkpoint
+
+    return describe_training_data(read_checkpoint(model).get("metadata"))
+
+
 class ModelFileError(ManifestError):
     """A model file is missing, corrupt or does not match its manifest; names the file.
     (A ``ManifestError``, so callers that handle bad model manifests handle this too.)"""
