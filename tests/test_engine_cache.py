@@ -17,7 +17,6 @@ from dudes_ros.runtime.engine_cache import (
     EngineBuildError,
     EngineCache,
     EngineKey,
-    TqdmProgress,
     engine_name,
 )
 from dudes_ros.runtime.precision import calibration_id, calibration_images, load_rgb
@@ -212,20 +211,6 @@ def test_key_validation():
         replace(KEY, precision="bf16")
     with pytest.raises(ValueError, match=r"'min', 'opt' and 'max'.*got \['max', 'min'\]"):
         replace(KEY, profile={"min": [1], "max": [1]})
-
-
-def test_tqdm_progress_tracks_nested_phases():
-    progress = TqdmProgress()
-    progress("Building", 0, 3)
-    progress("Tactics", 0, 10)
-    for step in range(1, 8):
-        progress("Tactics", step, 0)
-    assert progress.bars["Tactics"].n == 7 and progress.bars["Tactics"].total == 10
-    progress("Tactics", -1, 0)
-    progress("Building", 1, 0)
-    assert list(progress.bars) == ["Building"] and progress.bars["Building"].n == 1
-    progress("Building", -1, 0)
-    assert progress.bars == {}
 
 
 def test_calibration_image_helpers(tmp_path):

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from filelock import FileLock
-from tqdm import tqdm
 
 from dudes_ros.files import atomic_write_bytes
 from dudes_ros.runtime.precision import PRECISIONS
@@ -198,25 +197,6 @@ class EngineCache:
         except Exception as exc:  # noqa: BLE001 - any failure means "rebuild"
             LOG.warning("engine deserialisation failed: %s", exc)
             return None
-
-
-class TqdmProgress:
-    """A ``Progress`` that draws one tqdm bar per build phase (nested phases stack)."""
-
-    def __init__(self) -> None:
-        self.bars: dict[str, tqdm] = {}
-
-    def __call__(self, phase: str, step: int, total: int) -> None:
-        if step == 0:
-            self.bars[phase] = tqdm(total=total or None, desc=phase, leave=False,
-                                    position=len(self.bars))
-        elif step < 0:
-            bar = self.bars.pop(phase, None)
-            if bar is not None:
-                bar.close()
-        elif phase in self.bars:
-            bar = self.bars[phase]
-            bar.update(step - bar.n)
 
 
 def _log_progress(phase: str, step: int, total: int) -> None:

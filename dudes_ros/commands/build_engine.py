@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dudes build-engine: TensorRT builds an engine on the GPU that will run it, and "
               f"no GPU is usable here: {state}", file=sys.stderr)
         return 2
-    from dudes_ros.runtime.engine_cache import TqdmProgress
+    from dudes_ros.commands.progress import TqdmProgress
     from dudes_ros.runtime.tensorrt_engine import load_engine
 
     try:

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dudes_ros.runtime.engine_cache import TqdmProgress
+    from dudes_ros.commands.progress import TqdmProgress
     from dudes_ros.runtime.precision import ensure_variant
 
     bars = TqdmProgress()  # the engine build's progress display, one phase
