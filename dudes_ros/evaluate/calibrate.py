@@ -103,7 +103,7 @@ def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_
                               f"labels for a {gt.shape} label image")
         valid = gt != IGNORE_INDEX
         errors.update(uncertainty[0][valid], (labels[0] != gt)[valid])
-        frames.update(uncertainty[0], gt, None)
+        frames.update(uncertainty[0], None, gt)
     used = count - skipped
     if used == 0:
         raise UsageError(f"all {count} frames hold anomalies; calibration needs in-domain "

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from dudes_ros.config import ModelConfig
 from dudes_ros.errors import UsageError
 from dudes_ros.evaluate import metrics as mt
+from dudes_ros.evaluate import report_format as fmt
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.labels import CLASS_NAMES
 from dudes_ros.model.ensemble import Ensemble
@@ -68,12 +69,13 @@ class ModelScores:
     def summary(self) -> dict:
         """ECE and reliability are None for a model that gives no class probabilities."""
         timed = self.latencies_ms[1:] or self.latencies_ms
-        calibrated = bool(self.calibration.count.sum())
+        calibration = self.calibration.compute()
+        calibrated = bool(calibration["pixels"])
         return {"forward_passes": self.forward_passes,
                 "latency_ms": statistics.median(timed) if timed else None,
-                "segmentation": self.confusion.summary(CLASS_NAMES),
-                "ece": self.calibration.ece() if calibrated else None,
-                "reliability": self.calibration.reliability() if calibrated else None}
+                "segmentation": fmt.segmentation(self.confusion.compute(), CLASS_NAMES),
+                "ece": calibration["ece"] if calibrated else None,
+                "reliability": fmt.reliability(calibration) if calibrated else None}
 
 
 @dataclass
@@ -84,10 +86,11 @@ class MethodScores:
     ood: mt.OodMetrics
 
     def summary(self) -> dict:
-        errors = self.errors.summary()
+        errors = fmt.uncertainty_errors(self.errors.compute())
         threshold = errors["at_threshold"]["threshold"]
-        return {"errors": errors, "error_curves": self.errors.errors.curves(),
-                "ood": self.ood.summary(threshold), "ood_curves": self.ood.pixels.curves()}
+        return {"errors": errors, "error_curves": fmt.curves(self.errors.errors),
+                "ood": fmt.ood(self.ood.compute(threshold)),
+                "ood_curves": fmt.curves(self.ood.pixels)}
 
 
 class DeployedStudent:
@@ -214,8 +217,8 @@ class Evaluator:
                 sc.calibration.update(conf[valid], (pred == gt)[valid])
             for method, (model, key, _) in METHODS.items():
                 if model == name:
-                    self.methods[method].errors.update(pred, gt, maps_np[key])
-                    self.methods[method].ood.update(maps_np[key], gt, anomaly)
+                    self.methods[method].errors.update(pred, maps_np[key], gt)
+                    self.methods[method].ood.update(maps_np[key], anomaly, gt)
             outputs[name] = (pred, maps_np)
         if self.agreement is not None:
             self.agreement.update(outputs["student"][1]["u"], outputs["teacher"][1]["u_t"], gt)
@@ -234,7 +237,7 @@ class Evaluator:
             del self.scores[name].latencies_ms[timed:]
             for method, (model, key, _) in METHODS.items():
                 if model == name:
-                    self.benchmark[method].update(maps_np[key], item["labels"], item["anomaly"])
+                    self.benchmark[method].update(maps_np[key], item["anomaly"], item["labels"])
         self.benchmark_frames += 1
 
     def _predict(self, name: str, image: np.ndarray,
@@ -273,13 +276,14 @@ class Evaluator:
         methods = {name: ms.summary() for name, ms in self.methods.items()}
         out = {"frames": self.frames, "input_size": list(self.input_size),
                "models": models, "methods": methods,
-               "student_vs_teacher": (self.agreement.summary(CLASS_NAMES)
+               "student_vs_teacher": (fmt.agreement(self.agreement.compute(), CLASS_NAMES)
                                       if self.agreement is not None else None)}
         benchmark = None
         if self.benchmark_frames:
             benchmark = {"frames": self.benchmark_frames, "methods": {
-                name: {"ood": ood.summary(methods[name]["errors"]["at_threshold"]["threshold"]),
-                       "ood_curves": ood.pixels.curves()}
+                name: {"ood": fmt.ood(ood.compute(
+                    methods[name]["errors"]["at_threshold"]["threshold"])),
+                       "ood_curves": fmt.curves(ood.pixels)}
                 for name, ood in self.benchmark.items()}}
             out["anomaly_benchmark"] = benchmark
         out["comparison"] = comparison_table(models, methods, benchmark)

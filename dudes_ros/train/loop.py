@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from dudes_ros.config import ConfigError, to_dict
 from dudes_ros.data.transforms import AugmentedDataset, EvalView, RandomScaleCropFlip
-from dudes_ros.evaluate.metrics import ConfusionMatrix
+from dudes_ros.evaluate.metrics import ConfusionMatrix, RunningCorrelation
 from dudes_ros.labels import IGNORE_INDEX
 from dudes_ros.model.checkpoint import (
     CheckpointError,
@@ -44,7 +44,6 @@ from dudes_ros.model.ensemble import Ensemble
 from dudes_ros.model.student import SegmentationNet, normalize
 from dudes_ros.train.config import DataConfig, TrainConfig
 from dudes_ros.train.distributed import DistContext
-from dudes_ros.train.metrics import PearsonAccumulator
 from dudes_ros.train.reproducibility import rng_state, set_rng_state
 from dudes_ros.uncertainty import rmsle
 
@@ -107,7 +106,8 @@ def validate(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
     config = net.config
     conf = ConfusionMatrix(config.num_classes, device=ctx.device)
     teacher_conf = ConfusionMatrix(config.num_classes, device=ctx.device)
-    pearson = PearsonAccumulator(ctx.device)
+    # uncertainties lie in [0, 1]: every process sums about 0, so the sums add up over them
+    pearson = RunningCorrelation(shift=(0.0, 0.0), device=ctx.device)
     for batch in loader:
         labels = batch["labels"].to(ctx.device).long()
         h, w = labels.shape[-2:]
@@ -120,16 +120,17 @@ def validate(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
             teacher_conf.update(stats.prediction[..., :h, :w], labels)
             if u is not None:
                 pearson.update(u[:, 0, :h, :w], stats.target_std[..., :h, :w])
-    for acc in (conf.counts, teacher_conf.counts, pearson.sums):
-        ctx.all_reduce_sum(acc)
+    for metric in (conf, teacher_conf, pearson):
+        metric.load_state(ctx.all_reduce_sum(metric.state()))
     net.train(was_training)
+    seg = conf.compute()
     # Classes absent from ground truth and prediction have no IoU: None (JSON-friendly).
-    metrics = {"val_miou": conf.miou(),
-               "val_iou": [None if math.isnan(v) else float(v) for v in conf.iou()]}
+    metrics = {"val_miou": seg["miou"],
+               "val_iou": [None if math.isnan(v) else float(v) for v in seg["iou"]]}
     if teacher is not None:
-        metrics["teacher_val_miou"] = teacher_conf.miou()
+        metrics["teacher_val_miou"] = teacher_conf.compute()["miou"]
         if config.uncertainty_head:
-            metrics["u_pearson"] = pearson.value()
+            metrics["u_pearson"] = pearson.compute()["pearson_r"]
     return metrics
 
 

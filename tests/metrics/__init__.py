@@ -1,0 +1,1 @@
+"""Tests of dudes_ros.evaluate.metrics: one file per metric."""
