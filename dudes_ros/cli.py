@@ -1,8 +1,8 @@
 """The ``dudes`` command: one entry point, one subcommand per job.
 
-Subcommands live in their own modules and are imported only when run, so ``dudes --help``
-stays fast and a missing optional dependency (torch, say) only affects the commands that need
-it. Each module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+Subcommands live in their own modules, ``dudes_ros.commands.<name>``, imported only when run,
+so ``dudes --help`` stays fast and a missing optional dependency (torch, say) only affects the
+commands that need it. Each module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Errors the user can fix (``dudes_ros.errors.DudesError``: configuration, data, checkpoints,
 manifests, options) end the command with one line ``dudes <command>: <message>`` on stderr and
@@ -20,27 +20,31 @@ import traceback
 
 from dudes_ros.errors import DudesError
 
-# name -> (module, one-line help)
+# name -> (module, one-line help); every module is dudes_ros.commands.<name with "_" for "-">
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "doctor": ("dudes_ros.doctor", "print ROS, RMW, torch, CUDA, ONNX Runtime, TensorRT facts"),
+    "doctor": ("dudes_ros.commands.doctor",
+               "print ROS, RMW, torch, CUDA, ONNX Runtime, TensorRT facts"),
     "make-synthetic": ("dudes_ros.commands.make_synthetic",
                        "write synthetic street scenes or drives in Cityscapes layout"),
-    "train-teacher": ("dudes_ros.train.teacher", "train one Deep Ensemble member (torchrun ok)"),
-    "train-student": ("dudes_ros.train.student", "distil the DUDES student from the ensemble"),
+    "train-teacher": ("dudes_ros.commands.train_teacher",
+                      "train one Deep Ensemble member (torchrun ok)"),
+    "train-student": ("dudes_ros.commands.train_student",
+                      "distil the DUDES student from the ensemble"),
     "process-bag": ("dudes_ros.commands.process_bag",
                     "run the student over a bag's image topics; write an output bag + report"),
-    "replay": ("dudes_ros.bag.replay", "publish a bag into the ROS graph at the recorded rate"),
+    "replay": ("dudes_ros.commands.replay",
+               "publish a bag into the ROS graph at the recorded rate"),
     "export": ("dudes_ros.commands.export",
                "student checkpoint -> deploy-graph ONNX + manifest, parity-checked"),
     "build-engine": ("dudes_ros.commands.build_engine",
                      "compile the ONNX to a cached TensorRT engine ahead of time"),
     "make-variant": ("dudes_ros.commands.make_variant",
                      "make the fp16 or int8 (Q/DQ) variant of the ONNX on the CPU"),
-    "demo": ("dudes_ros.demo.command",
+    "demo": ("dudes_ros.commands.demo",
              "run the node on a synthetic drive with an anomaly; write PNGs"),
-    "evaluate": ("dudes_ros.evaluate.report",
+    "evaluate": ("dudes_ros.commands.evaluate",
                  "score student, teacher and one member; metrics JSON + Markdown report"),
-    "calibrate": ("dudes_ros.evaluate.calibrate",
+    "calibrate": ("dudes_ros.commands.calibrate",
                   "set the pixel and frame OOD thresholds on in-domain data; update manifest"),
 }
 

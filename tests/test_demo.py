@@ -13,15 +13,16 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from dudes_ros import cli
+from dudes_ros.commands import demo as demo_command
 from dudes_ros.config import ConfigError
-from dudes_ros.demo import command
+from dudes_ros.demo import session
 from dudes_ros.demo.node_process import node_command, ros_value
 from dudes_ros.demo.report import FrameRecord, select_frames, summarize
 from dudes_ros.demo.sources import bag_drive, image_folder_drive, synthetic_drive
 from dudes_ros.ood import Hysteresis, runs, uncertain_fraction
 from tests.helpers.bags import Camera, write_image_bag
 
-NS = command.NAMESPACE
+NS = session.NAMESPACE
 BAG_TOPICS = {f"{NS}/image": "sensor_msgs/msg/Image",
               f"{NS}/segmentation": "sensor_msgs/msg/Image",
               f"{NS}/uncertainty": "sensor_msgs/msg/Image",
@@ -122,8 +123,8 @@ def test_ood_parameters_refuse_an_uncalibrated_model(tmp_path: Path) -> None:
                 "ood": {"pixel_threshold": None, "frame_threshold": None}}
     onnx.with_suffix(".json").write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="pixel_threshold.*no OOD calibration"):
-        command.ood_parameters(onnx, None, 0.1, 3, 5)
-    values, _ = command.ood_parameters(onnx, 0.4, 0.1, 2, 4)
+        session.ood_parameters(onnx, None, 0.1, 3, 5)
+    values, _ = session.ood_parameters(onnx, 0.4, 0.1, 2, 4)
     assert values == {"ood.pixel_threshold": 0.4, "ood.frame_threshold": 0.1,
                       "ood.raise_after": 2, "ood.clear_after": 4}
 
@@ -132,14 +133,14 @@ def test_output_folder_is_replaced_only_when_it_is_a_demo_output(tmp_path: Path)
     other = tmp_path / "mine"
     other.mkdir()
     with pytest.raises(FileExistsError, match="--overwrite"):
-        command.check_output(other, overwrite=False)
-    command.check_output(other, overwrite=True)
-    (other / command.SUMMARY_FILE).write_text(json.dumps({"kind": command.KIND}))
-    command.check_output(other, overwrite=False)
+        session.check_output(other, overwrite=False)
+    session.check_output(other, overwrite=True)
+    (other / session.SUMMARY_FILE).write_text(json.dumps({"kind": session.KIND}))
+    session.check_output(other, overwrite=False)
 
 
 def test_missing_bundled_model_is_refused(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(command, "resolve_model", lambda model: None)
+    monkeypatch.setattr(demo_command, "resolve_model", lambda model: None)
     assert cli.main(["demo"]) == 2
     assert "no bundled student" in capsys.readouterr().err
 
@@ -309,7 +310,7 @@ def test_demo_on_a_folder_of_images(tiny_model: Path, tmp_path: Path, capsys) ->
 
 def test_arguments_parse_size_and_refuse_bad_values() -> None:
     parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
+    demo_command.add_arguments(parser)
     assert parser.parse_args(["--size", "128x256"]).size == (128, 256)
     with pytest.raises(SystemExit):
         parser.parse_args(["--size", "128"])

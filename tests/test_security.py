@@ -117,7 +117,7 @@ def test_no_unsafe_loaders_or_shells():
 def test_dynamic_imports_take_no_names_from_data():
     """``importlib.import_module`` is called only in the CLI (its fixed subcommand table), the
     doctor (a fixed list) and the bag replay (a bag's message type, validated first)."""
-    allowed = {"dudes_ros/cli.py", "dudes_ros/doctor.py", "dudes_ros/bag/replay.py"}
+    allowed = {"dudes_ros/cli.py", "dudes_ros/commands/doctor.py", "dudes_ros/bag/replay.py"}
     users = {str(path) for path, tree in _trees() for call in _calls(tree)
              if _dotted(call.func) in ("importlib.import_module", "import_module")}
     assert users <= allowed, users - allowed

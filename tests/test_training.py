@@ -293,7 +293,7 @@ def test_cli_trains_with_overrides_and_saves_the_effective_recipe(
 def test_recipe_overrides_are_checked_naming_the_options(tmp_path: Path) -> None:
     import argparse
 
-    from dudes_ros.train.common import add_common_arguments, recipe_from_args
+    from dudes_ros.commands.training_options import add_common_arguments, recipe_from_args
 
     parser = argparse.ArgumentParser()
     add_common_arguments(parser)

@@ -1,4 +1,5 @@
-"""``dudes replay BAG``: publish a bag into the live ROS 2 graph at the recorded rate.
+"""Publish a bag into the live ROS 2 graph at the recorded rate (``replay``; the command line is
+``dudes replay BAG``, ``dudes_ros.commands.replay``).
 
 For machines without ``ros2 bag play`` (the package-index ROS wheels have no rosbag2). The
 recorded CDR bytes are published without deserializing them (ROS 1 bags are converted to CDR
@@ -18,18 +19,16 @@ Header stamps, two ways:
   ``/clock`` (rosgraph_msgs/Clock) carries bag time, for nodes run with ``use_sim_time:=true``.
   ``--keep-stamps`` publishes the recorded stamps without a clock.
 
-``playback`` is the ROS-free scheduler (publishing goes through callables); ``run`` wires it
+``playback`` is the ROS-free scheduler (publishing goes through callables); ``replay`` wires it
 to rclpy, which is imported only there: this is the one bag module that talks to a ROS graph.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import re
 import struct
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,31 +214,6 @@ def message_class(msgtype: str) -> type:
     return cls
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", type=Path, help="rosbag2 directory (sqlite3 or MCAP), single "
-                        ".mcap/.db3 file, or ROS 1 .bag file")
-    parser.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1.0)")
-    parser.add_argument("--loop", action="store_true", help="repeat until Ctrl-C")
-    parser.add_argument("--topics", nargs="+", default=(), metavar="TOPIC",
-                        help="topics to publish (default: all with an installed message type)")
-    parser.add_argument("--start-offset", type=float, default=0.0, metavar="SECONDS",
-                        help="skip the first SECONDS of the bag")
-    parser.add_argument("--clock", type=float, default=0.0, metavar="HZ", nargs="?", const=100.0,
-                        help="publish /clock in bag time (at HZ while waiting, default 100) and "
-                        "the recorded header stamps, for nodes with use_sim_time:=true")
-    parser.add_argument("--keep-stamps", action="store_true",
-                        help="publish the recorded header stamps (default: restamped to now, "
-                        "published = recorded + D ns per pass, D printed)")
-    parser.add_argument("--qos-depth", type=int, default=10, help="publisher queue depth")
-    parser.add_argument("--best-effort", action="store_true",
-                        help="best-effort publishers (default: reliable, which also reaches "
-                        "best-effort subscribers)")
-    parser.add_argument("--wait-for-subscribers", type=float, default=5.0, metavar="SECONDS",
-                        help="before starting, wait up to SECONDS until every publisher has a "
-                        "subscriber, so that discovery does not cost the first messages "
-                        "(default 5; 0: start at once)")
-
-
 def _publishers(node, topics: dict[str, str], explicit: bool, qos) -> dict:
     """One publisher per topic whose message class is installed (required when explicit)."""
     publishers = {}
@@ -268,53 +242,46 @@ def _wait_for_subscribers(publishers: dict, timeout: float) -> None:
     LOG.warning("no subscriber after %.1f s on %s; publishing anyway", timeout, lonely)
 
 
-def run(args: argparse.Namespace) -> int:
+def replay(path: Path, options: ReplayOptions, *, qos_depth: int = 10,
+           best_effort: bool = False, wait_for_subscribers: float = 5.0,
+           restamped: Callable[[Restamp], None] | None = None) -> int:
+    """Publish the bag at ``path`` into the ROS 2 graph through rclpy (init and shutdown
+    here); returns the number of messages published. Publishers are reliable unless
+    ``best_effort``, with queue depth ``qos_depth``; before the first message it waits up to
+    ``wait_for_subscribers`` s (0: not at all) for every publisher to have a subscriber.
+    ``/clock`` is published when ``options.clock_hz`` is set. ``restamped`` gets each pass's
+    stamp map (``playback``). Raises ``BagError`` for an unreadable bag or topics without an
+    installed message class."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
 
-    try:
-        options = ReplayOptions(rate=args.rate, loops=None if args.loop else 1,
-                                topics=tuple(args.topics), start_offset=args.start_offset,
-                                clock_hz=args.clock or 0.0,
-                                restamp=not (args.keep_stamps or args.clock))
-    except ValueError as exc:
-        print(f"dudes replay: error: {exc}", file=sys.stderr)
-        return 2
-    reliability = ReliabilityPolicy.BEST_EFFORT if args.best_effort else \
-        ReliabilityPolicy.RELIABLE
-    qos = QoSProfile(depth=args.qos_depth, reliability=reliability)
+    reliability = ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE
+    qos = QoSProfile(depth=qos_depth, reliability=reliability)
     rclpy.init()
     try:
         node = rclpy.create_node("dudes_replay")
-        with BagReader(args.bag) as bag:
+        with BagReader(path) as bag:
             topics = replay_topics(bag, options.topics)
             publishers = _publishers(node, topics, bool(options.topics), qos)
             topics = {t: topics[t] for t in publishers}
-            clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, qos) if args.clock else None
-            if args.wait_for_subscribers > 0:
-                _wait_for_subscribers(publishers, args.wait_for_subscribers)
+            clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, qos) if options.clock_hz \
+                else None
+            if wait_for_subscribers > 0:
+                _wait_for_subscribers(publishers, wait_for_subscribers)
 
             def clock(stamp_ns: int) -> None:
                 msg = Clock()
                 msg.clock.sec, msg.clock.nanosec = divmod(stamp_ns, 1_000_000_000)
                 clock_pub.publish(msg)
 
-            LOG.info("replaying %d topic(s) from %s at rate %g", len(topics), args.bag,
+            LOG.info("replaying %d topic(s) from %s at rate %g", len(topics), path,
                      options.rate)
-            def restamped(stamp_map: Restamp) -> None:
-                print(f"header stamps restamped to now: {stamp_map.describe()} "
-                      "(--keep-stamps or --clock: as recorded)", flush=True)
-
             count = playback(bag, topics, options,
                              lambda topic, data, _: publishers[topic].publish(data),
                              clock if clock_pub is not None else None, restamped=restamped)
         time.sleep(0.2)  # let the last messages leave before the node goes away
-        print(f"published {count} messages")
         node.destroy_node()
-    except BagError as exc:
-        print(f"dudes replay: error: {exc}", file=sys.stderr)
-        return 2
     finally:
         rclpy.try_shutdown()
-    return 0
+    return count

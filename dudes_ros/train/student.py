@@ -1,4 +1,5 @@
-"""Distil the DUDES student: ``dudes train-student --recipe R --out D [--teacher PATHS...]``.
+"""Distil the DUDES student (``train_student``; the command line is ``dudes train-student
+--recipe R --out D [--teacher PATHS...]``, ``dudes_ros.commands.train_student``).
 
 Loads the member checkpoints (default ``D/member-00/best.pt`` .. ``D/member-<M-1>/best.pt``
 for the recipe's M members) into a frozen ensemble, then trains the student with
@@ -9,7 +10,6 @@ seed is ``recipe.seed + STUDENT_SEED_OFFSET``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from pathlib import Path
@@ -23,12 +23,7 @@ from dudes_ros.model.checkpoint import (
 from dudes_ros.model.ensemble import Ensemble, expand_paths, load_ensemble
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.train import distributed
-from dudes_ros.train.common import (
-    add_common_arguments,
-    check_encoder_weights,
-    fit,
-    recipe_from_args,
-)
+from dudes_ros.train.common import check_encoder_weights, fit
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.data import build_datasets
 from dudes_ros.train.loop import StepCallback, Trainer, check_batch_size, sync_batchnorm
@@ -121,18 +116,3 @@ def init_from_member(net: SegmentationNet, teacher: Ensemble, paths: list[Path],
         raise CheckpointError(f"{paths[index]}: weights do not fit the student "
                               f"(missing {missing}, unexpected {unexpected})")
     log.info("student starts from member %d (%s)", index, paths[index])
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument("--teacher", nargs="+", default=None, metavar="CHECKPOINT",
-                        help="teacher member checkpoints or globs (default: "
-                             "OUT/member-00/best.pt .. for the recipe's members)")
-
-
-def run(args: argparse.Namespace) -> int:
-    recipe = recipe_from_args(args, "student")
-    best = train_student(recipe, args.teacher, args.out, device=args.device,
-                         resume=not args.restart)
-    print(f"student: best checkpoint {best}")
-    return 0

@@ -1,4 +1,5 @@
-"""Train one Deep Ensemble member: ``dudes train-teacher --recipe R --member-index I --out D``.
+"""Train one Deep Ensemble member (``train_member``; the command line is ``dudes train-teacher
+--recipe R --member-index I --out D``, ``dudes_ros.commands.train_teacher``).
 
 Members are independent runs (one per process, so they can go to different GPUs or machines);
 member ``I`` uses seed ``recipe.seed + I`` and writes ``D/member-II/{last,best}.pt`` and the
@@ -8,19 +9,13 @@ effective recipe ``D/member-II/recipe.yaml``. Under
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
 from dudes_ros.config import ConfigError
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.train import distributed
-from dudes_ros.train.common import (
-    add_common_arguments,
-    check_encoder_weights,
-    fit,
-    recipe_from_args,
-)
+from dudes_ros.train.common import check_encoder_weights, fit
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.data import build_datasets
 from dudes_ros.train.loop import StepCallback, Trainer, check_batch_size, sync_batchnorm
@@ -62,17 +57,3 @@ def train_member(recipe: Recipe, index: int, out_dir: str | Path, *, device: str
         return fit(trainer, recipe, resume=resume, on_step=on_step, what=f"member {index}")
     finally:
         distributed.teardown(ctx)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument("--member-index", type=int, required=True,
-                        help="which member to train (0..members-1); seed = base seed + index")
-
-
-def run(args: argparse.Namespace) -> int:
-    recipe = recipe_from_args(args, "teacher")
-    best = train_member(recipe, args.member_index, args.out, device=args.device,
-                        resume=not args.restart)
-    print(f"member {args.member_index}: best checkpoint {best}")
-    return 0
