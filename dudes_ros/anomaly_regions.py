@@ -22,6 +22,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from dudes_ros.config import check
+
 DEFAULT_MIN_AREA = 0.002
 """Smallest region as a fraction of the image area (chosen by benchmarks/anomaly_regions.py)."""
 DEFAULT_OPENING = 5
@@ -49,19 +51,16 @@ class RegionConfig:
     max_missed: int = DEFAULT_MAX_MISSED
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.min_area, (int, float)) and 0.0 <= self.min_area < 1.0):
-            raise ValueError(f"min_area must be a fraction of the image area in [0, 1), got "
-                             f"{self.min_area!r}")
-        if not (isinstance(self.opening, int) and self.opening >= 1 and self.opening % 2 == 1):
-            raise ValueError(f"opening must be an odd kernel side in pixels >= 1 (1 = none), "
-                             f"got {self.opening!r}")
-        if not (isinstance(self.grow, (int, float)) and 0.0 < self.grow <= 1.0):
-            raise ValueError(f"grow must be a fraction of the pixel threshold in (0, 1], got "
-                             f"{self.grow!r}")
-        if not (isinstance(self.track_iou, (int, float)) and 0.0 < self.track_iou <= 1.0):
-            raise ValueError(f"track_iou must be in (0, 1], got {self.track_iou!r}")
-        if not (isinstance(self.max_missed, int) and self.max_missed >= 0):
-            raise ValueError(f"max_missed must be an integer >= 0, got {self.max_missed!r}")
+        check(isinstance(self.min_area, (int, float)) and 0.0 <= self.min_area < 1.0,
+              "regions.min_area", self.min_area, "a fraction of the image area in [0, 1)")
+        check(isinstance(self.opening, int) and self.opening >= 1 and self.opening % 2 == 1,
+              "regions.opening", self.opening, "an odd kernel side in pixels >= 1 (1 = none)")
+        check(isinstance(self.grow, (int, float)) and 0.0 < self.grow <= 1.0, "regions.grow",
+              self.grow, "a fraction of the pixel threshold in (0, 1] (1 = no growth)")
+        check(isinstance(self.track_iou, (int, float)) and 0.0 < self.track_iou <= 1.0,
+              "regions.track_iou", self.track_iou, "a box IoU in (0, 1]")
+        check(isinstance(self.max_missed, int) and self.max_missed >= 0, "regions.max_missed",
+              self.max_missed, "an integer >= 0")
 
 
 @dataclass(frozen=True)

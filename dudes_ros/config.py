@@ -4,6 +4,12 @@
 errors; every type mismatch names the dotted key, the bad value and what was expected.
 Dataclasses may validate ranges in ``__post_init__`` by raising ``ConfigError`` through
 ``check``. Nested dataclasses, ``tuple[...]``, ``Literal[...]`` and ``X | None`` are supported.
+
+A flat mapping of dotted keys (``{"engine.precision": "fp16"}``, as ROS names parameters) builds
+the nested dataclasses too: each leaf field has one key, its path of field names joined by
+dots (``keys``). A field's metadata may rename its part of the path (``key("qos.depth")``) or
+leave it out (``FLATTEN``: the nested dataclass's keys sit at its parent's level), so a nested
+object can group settings whose keys are flat.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import yaml
 
@@ -29,6 +36,109 @@ def check(condition: bool, key: str, value: Any, expected: str) -> None:
     """Raise ``ConfigError`` naming ``key`` and ``value`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(f"{key}: invalid value {value!r}; expected {expected}")
+
+
+FLATTEN = {"flatten": True}
+"""Field metadata: the nested dataclass's keys sit at its parent's level (no ``name.`` part)."""
+
+
+def key(name: str) -> dict[str, str]:
+    """Field metadata: the field's key is ``name`` (may hold dots) instead of its own name."""
+    return {"key": name}
+
+
+class Leaf(NamedTuple):
+    """One settable value of a dataclass tree: the field ``path`` from the root, its type and
+    its default (``dataclasses.MISSING`` when required)."""
+
+    path: tuple[str, ...]
+    type: Any
+    default: Any
+
+
+def _group(tp: Any) -> type | None:
+    """The dataclass of a field typed ``D`` or ``D | None``, else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        found = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def keys(cls: type, prefix: str = "", base: Any = dataclasses.MISSING) -> dict[str, Leaf]:
+    """``{dotted key: Leaf}`` of every leaf field under ``cls``, in declaration order. Defaults
+    come from ``base`` (the parent's default object of this class) where there is one, so a
+    parent may choose other defaults for a nested object than the class's own."""
+    hints = typing.get_type_hints(cls)
+    leaves: dict[str, Leaf] = {}
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            continue
+        default = (_field_default(field) if base is dataclasses.MISSING or base is None
+                   else getattr(base, field.name))
+        name = prefix + field.metadata.get("key", field.name)
+        group = _group(hints[field.name])
+        if group is None:
+            leaves[name] = Leaf((field.name,), hints[field.name], default)
+            continue
+        inner = prefix if field.metadata.get("flatten") else f"{name}."
+        for sub, leaf in keys(group, inner, default).items():
+            leaves[sub] = leaf._replace(path=(field.name, *leaf.path))
+    return leaves
+
+
+def _from_keys(cls: type[ConfigT], data: Mapping[str, Any], where: str) -> ConfigT:
+    """``cls`` from ``{dotted key: value}`` (see ``keys``); a nested object of which no key is
+    given keeps its default, one of which some are given starts from that default."""
+    leaves = keys(cls)
+    unknown = sorted(set(data) - set(leaves))
+    if unknown:
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys are "
+                          f"{list(leaves)}")
+    return _build(cls, data, "", dataclasses.MISSING)
+
+
+def _build(cls: type[ConfigT], data: Mapping[str, Any], prefix: str, base: Any) -> ConfigT:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            continue
+        name = prefix + field.metadata.get("key", field.name)
+        group = _group(hints[field.name])
+        if group is not None:
+            inner = prefix if field.metadata.get("flatten") else f"{name}."
+            if any(k in data for k in keys(group, inner)):
+                default = (_field_default(field) if base is dataclasses.MISSING
+                           else getattr(base, field.name))
+                kwargs[field.name] = _build(group, data, inner, default)
+        elif name in data:
+            kwargs[field.name] = _coerce(hints[field.name], data[name], name)
+        elif base is dataclasses.MISSING or base is None:
+            if field.default is dataclasses.MISSING and \
+                    field.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{name}: required setting is missing")
+    if base is dataclasses.MISSING or base is None:
+        return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs)
+
+
+def _dotted(cls: type, data: Any) -> bool:
+    """Whether ``data`` for ``cls`` is a flat mapping of dotted keys (see ``keys``)."""
+    if not isinstance(data, dict):
+        return False
+    if any("." in str(k) for k in data):
+        return True
+    return any(f.metadata for f in dataclasses.fields(cls))
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
@@ -85,6 +195,8 @@ def _from_mapping(cls: type[ConfigT], data: Any, where: str) -> ConfigT:
     where_ = where or cls.__name__
     if data is None:
         data = {}
+    if not where and _dotted(cls, data):
+        return _from_keys(cls, data, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where_}: expected a mapping of settings, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -135,33 +247,3 @@ def to_dict(obj: Any) -> dict:
             return {k: plain(x) for k, x in v.items()}
         return v
     return plain(dataclasses.asdict(obj))
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The network: DeepLabV3+ (segmentation-models-pytorch) with an optional uncertainty head.
-
-    ``input_size`` is (height, width) of the deploy graph's input; both must be multiples of
-    ``output_stride`` so the decoder's ×4 upsampling lands exactly on the input size.
-    """
-
-    arch: Literal["deeplabv3plus"] = "deeplabv3plus"
-    encoder: str = "resnet18"
-    encoder_weights: str | None = None
-    output_stride: Literal[8, 16] = 16
-    atrous_rates: tuple[int, int, int] = (12, 24, 36)
-    decoder_channels: int = 256
-    num_classes: int = 19
-    uncertainty_head: bool = True
-    input_size: tuple[int, int] = (512, 1024)
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-    def __post_init__(self) -> None:
-        check(self.decoder_channels > 0, "model.decoder_channels", self.decoder_channels, "> 0")
-        check(self.num_classes > 1, "model.num_classes", self.num_classes, "> 1")
-        h, w = self.input_size
-        check(h > 0 and w > 0 and h % self.output_stride == 0 and w % self.output_stride == 0,
-              "model.input_size", self.input_size,
-              f"positive multiples of output_stride={self.output_stride}")
-        check(all(s > 0 for s in self.std), "model.std", self.std, "positive values")

@@ -14,12 +14,13 @@ level road and its pitch) or from a depth image registered to the camera (:func:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from dudes_ros.anomaly_regions import Region
+from dudes_ros.config import check, key
 
 
 @dataclass(frozen=True)
@@ -83,20 +84,22 @@ class FlatGround:
     ``pitch_rad`` (negative: up) about its x axis; contact points farther than
     ``max_range_m`` (forward distance) are dropped (near the horizon a pixel spans metres)."""
 
-    height_m: float
-    pitch_rad: float = 0.0
-    max_range_m: float = 60.0
+    height_m: float = field(metadata=key("height"))
+    pitch_rad: float = field(default=0.0, metadata=key("pitch"))
+    max_range_m: float = field(default=60.0, metadata=key("max_range"))
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.height_m) and self.height_m > 0.0):
-            raise ValueError(f"ground height_m must be a finite height above the road > 0, got "
-                             f"{self.height_m!r}")
-        if not (math.isfinite(self.pitch_rad) and abs(self.pitch_rad) < math.pi / 2):
-            raise ValueError(f"ground pitch_rad must be finite with |pitch| < pi/2 (the camera "
-                             f"must see the horizon's side of the road), got {self.pitch_rad!r}")
-        if not (math.isfinite(self.max_range_m) and self.max_range_m > 0.0):
-            raise ValueError(f"ground max_range_m must be finite and > 0, got "
-                             f"{self.max_range_m!r}")
+        check(_finite(self.height_m) and self.height_m > 0.0, "ground.height", self.height_m,
+              "a finite height of the camera above the road in metres > 0")
+        check(_finite(self.pitch_rad) and abs(self.pitch_rad) < math.pi / 2, "ground.pitch",
+              self.pitch_rad, "a finite pitch in radians with |pitch| < pi/2 (the camera must "
+              "see the horizon's side of the road)")
+        check(_finite(self.max_range_m) and self.max_range_m > 0.0, "ground.max_range",
+              self.max_range_m, "a finite distance in metres > 0")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def rays(intrinsics: CameraIntrinsics, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -34,21 +34,29 @@ from dudes_ros.ood import (
 class OodConfig:
     """Frame OOD scoring: a pixel is uncertain when u > ``pixel_threshold``; a frame is over
     threshold when its uncertain fraction > ``frame_threshold``; the alarm rises after
-    ``raise_after`` consecutive frames over and clears after ``clear_after`` under."""
+    ``raise_after`` consecutive frames over and clears after ``clear_after`` under. A NaN
+    threshold is the model manifest's calibrated value: ``from_calibration`` fills it in, and
+    ``PerceptionCore`` scores only with both thresholds set."""
 
-    pixel_threshold: float
-    frame_threshold: float
+    pixel_threshold: float = math.nan
+    frame_threshold: float = math.nan
     raise_after: int = DEFAULT_RAISE_AFTER
     clear_after: int = DEFAULT_CLEAR_AFTER
 
     def __post_init__(self) -> None:
         for name in ("pixel_threshold", "frame_threshold"):
             value = getattr(self, name)
-            check(isinstance(value, (int, float)) and 0.0 <= value <= 1.0, f"ood.{name}", value,
-                  "a number in [0, 1]")
+            check(isinstance(value, (int, float)) and (math.isnan(value) or 0.0 <= value <= 1.0),
+                  f"ood.{name}", value, "a number in [0, 1], or NaN (.nan in YAML) to use the "
+                  "model manifest's calibration")
         for name in ("raise_after", "clear_after"):
             value = getattr(self, name)
             check(isinstance(value, int) and value >= 1, f"ood.{name}", value, "an integer >= 1")
+
+    @property
+    def calibrated(self) -> bool:
+        """Both thresholds are set (not NaN)."""
+        return not (math.isnan(self.pixel_threshold) or math.isnan(self.frame_threshold))
 
     @classmethod
     def from_calibration(cls, calibration: Mapping[str, Any] | None,
@@ -67,6 +75,14 @@ class OodConfig:
                       f"('ood.{name}' is missing or null), so the threshold must be set")
                 values[name] = float(calibration[name])
         return cls(**values)
+
+    def calibrated_by(self, calibration: Mapping[str, Any] | None) -> OodConfig:
+        """These settings with each NaN threshold taken from ``calibration`` (a manifest's
+        ``"ood"`` section); ``ConfigError`` as ``from_calibration``."""
+        return OodConfig.from_calibration(calibration, pixel_threshold=self.pixel_threshold,
+                                          frame_threshold=self.frame_threshold,
+                                          raise_after=self.raise_after,
+                                          clear_after=self.clear_after)
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,7 @@ class PerceptionCore:
             raise ValueError(f"cameras must be a non-empty list of distinct names, got {cameras}")
         if not 0.0 < output_scale <= 1.0:
             raise ValueError(f"output_scale must be in (0, 1], got {output_scale}")
+        _require_calibrated(ood)
         self.output_scale = output_scale
         self.predictor = predictor
         self.cameras = list(cameras)
@@ -143,6 +160,7 @@ class PerceptionCore:
         (debounce counters restart there, alarm states persist)."""
         if not isinstance(ood, OodConfig):
             raise TypeError(f"set_ood expects an OodConfig, got {type(ood).__name__}")
+        _require_calibrated(ood)
         self._ood = ood  # one reference assignment: atomic for the worker reading it
 
     def update_ood(self, **changes: float | int) -> None:
@@ -206,3 +224,10 @@ class PerceptionCore:
                                             self.output_scale)
         return FrameResult(labels=labels, uncertainty=uncertainty, ood_score=score,
                            alarm=alarm, inference_ms=inference_ms, ood=ood)
+
+
+def _require_calibrated(ood: OodConfig) -> None:
+    # u > NaN is never true: scoring with a NaN threshold would silently never alarm.
+    if not ood.calibrated:
+        raise ValueError(f"OOD thresholds must be set before scoring, got {ood}; "
+                         "OodConfig.calibrated_by(the manifest's calibration) fills them in")

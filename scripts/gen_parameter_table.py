@@ -1,4 +1,5 @@
-"""Write the node's parameter table into docs/node.md from ``dudes_ros.ros.params.PARAMETERS``.
+"""Write the node's parameter table into docs/node.md from ``dudes_ros.ros.params.PARAMETERS``
+(each row's description and run-time flag; its type and default are ``NodeConfig``'s field's).
 
 The table sits between two marker comments in docs/node.md and is replaced as a whole, so the
 document cannot drift from the declarations: tests/test_docs.py fails when it is out of date.

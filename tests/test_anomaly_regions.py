@@ -14,6 +14,7 @@ from dudes_ros.anomaly_regions import (
     find_regions,
     paint_class,
 )
+from dudes_ros.config import ConfigError
 
 THRESHOLD = 0.5
 NO_FILTER = RegionConfig(min_area=0.0, opening=1, grow=1.0)
@@ -86,7 +87,7 @@ def test_u_at_the_threshold_is_not_anomalous():
                                           ("grow", 1.5), ("track_iou", 0.0),
                                           ("max_missed", -1)])
 def test_bad_config_is_refused_by_name(field, value):
-    with pytest.raises(ValueError, match=rf"{field} .*{value}"):
+    with pytest.raises(ConfigError, match=rf"regions.{field}: invalid value {value}"):
         RegionConfig(**{field: value})
 
 

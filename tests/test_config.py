@@ -4,7 +4,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dudes_ros.config import ConfigError, ModelConfig, check, load_config, to_dict
+from dudes_ros.config import (
+    FLATTEN,
+    ConfigError,
+    ModelConfig,
+    check,
+    key,
+    keys,
+    load_config,
+    to_dict,
+)
 
 
 @dataclass(frozen=True)
@@ -61,3 +70,33 @@ def test_yaml_file(tmp_path):
     path.write_text("output_stride: 32\n")
     with pytest.raises(ConfigError, match="output_stride: invalid value 32; expected one of"):
         load_config(ModelConfig, path)
+
+
+@dataclass(frozen=True)
+class Qos:
+    depth: int = field(default=1, metadata=key("qos.depth"))
+
+    def __post_init__(self):
+        check(self.depth >= 1, "qos.depth", self.depth, ">= 1")
+
+
+@dataclass(frozen=True)
+class Node:
+    qos: Qos = field(default_factory=Qos, metadata=FLATTEN)
+    inner: Inner = Inner(rate=3.0)  # the parent's default for a nested object
+    optional: Inner | None = None
+
+
+def test_dotted_keys_build_nested_objects():
+    assert list(keys(Node)) == ["qos.depth", "inner.rate", "inner.mode", "optional.rate",
+                                "optional.mode"]
+    assert keys(Node)["inner.rate"].default == 3.0
+    cfg = load_config(Node, {"qos.depth": 4, "inner.mode": "b"})
+    assert cfg == Node(Qos(4), Inner(rate=3.0, mode="b"), None)
+    assert load_config(Node, {"optional.rate": 2}).optional == Inner(rate=2.0)
+    with pytest.raises(ConfigError, match=r"qos.depth: invalid value 0; expected >= 1"):
+        load_config(Node, {"qos.depth": 0})
+    with pytest.raises(ConfigError, match=r"qos.depth: invalid value 'x'; expected an integer"):
+        load_config(Node, {"qos.depth": "x"})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['depth'\]"):
+        load_config(Node, {"depth": 4})

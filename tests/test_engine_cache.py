@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dudes_ros.config import ConfigError
 from dudes_ros.runtime.engine_cache import (
     EngineBuildError,
     EngineCache,
@@ -20,6 +21,7 @@ from dudes_ros.runtime.engine_cache import (
     engine_name,
 )
 from dudes_ros.runtime.precision import calibration_id, calibration_images, load_rgb
+from dudes_ros.runtime.tensorrt_engine import EngineSettings
 
 KEY = EngineKey(onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="NVIDIA H200",
                 compute_capability="9.0", precision="fp16",
@@ -207,8 +209,10 @@ def test_concurrent_processes_build_once(tmp_path):
 
 
 def test_key_validation():
-    with pytest.raises(ValueError, match=r"precision must be one of .* got 'bf16'"):
-        replace(KEY, precision="bf16")
+    # the precision is checked once, where the user gives it: the engine's settings
+    with pytest.raises(ConfigError, match=r"engine.precision: invalid value 'bf16'; expected "
+                       r"one of \['fp16', 'fp32', 'int8'\]"):
+        EngineSettings(precision="bf16")
     with pytest.raises(ValueError, match=r"'min', 'opt' and 'max'.*got \['max', 'min'\]"):
         replace(KEY, profile={"min": [1], "max": [1]})
 

@@ -118,15 +118,15 @@ def node_status(node: Any) -> DiagnosticStatus:
             f"{_label(camera)}: " + ",".join([*sorted(live.get(camera, ())), "ood", "ood_alarm"])
             for camera in publishers)))
     values += node.stats.summary()
-    problems = inputs.problems(config.input_timeout) if inputs is not None else []
+    problems = inputs.problems(config.intake.input_timeout) if inputs is not None else []
     if core is not None and core.predictor.cpu_fallback:  # a GPU machine running on the CPU
         problems.append(f"running on the CPU: {core.predictor.selected_because}")
     level, message = health.level_and_message(
         node.failure, node.lifecycle_state, problems, node.stats.recent_outcomes(),
-        config.max_input_age if config else math.nan)
+        config.intake.max_input_age if config else math.nan)
     return DiagnosticStatus(
         level=_LEVEL[level], name=f"{node.get_fully_qualified_name()}: inference",
-        hardware_id=",".join(config.camera_names) if config else "",
+        hardware_id=",".join(config.intake.camera_names) if config else "",
         message=message, values=[KeyValue(key=k, value=v) for k, v in values])
 
 

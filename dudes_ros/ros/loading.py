@@ -21,11 +21,8 @@ def model_path(config: NodeConfig) -> Path:
 
 
 def ood_config(calibration: dict | None, config: NodeConfig) -> OodConfig:
-    """The model's OOD calibration overridden by the node's ``ood_*`` parameters."""
-    return OodConfig.from_calibration(
-        calibration, pixel_threshold=config.ood_pixel_threshold,
-        frame_threshold=config.ood_frame_threshold, raise_after=config.ood_raise_after,
-        clear_after=config.ood_clear_after)
+    """The node's ``ood.*`` parameters, each NaN threshold the model's calibrated one."""
+    return config.ood.calibrated_by(calibration)
 
 
 def load_core(config: NodeConfig) -> tuple[PerceptionCore, dict | None]:
@@ -40,6 +37,6 @@ def load_core(config: NodeConfig) -> tuple[PerceptionCore, dict | None]:
     calibration = ood_calibration(model)
     ood = ood_config(calibration, config)
     predictor = create_predictor(model, backend=config.backend, device=config.device,
-                                 engine=config.engine_settings())
-    return PerceptionCore(predictor, ood, config.camera_names,
-                          output_scale=config.output_scale), calibration
+                                 engine=config.engine)
+    return PerceptionCore(predictor, ood, config.intake.camera_names,
+                          output_scale=config.outputs.scale), calibration

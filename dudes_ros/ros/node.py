@@ -92,16 +92,16 @@ class DudesNode(Node):
         except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
             return self._failed(f"configure failed: {exc}")
         self.failure = None
-        output_qos = self._qos(self.config.qos_output_reliability, self.config.qos_output_depth)
-        for camera in self.config.camera_names:
+        output_qos = self._qos(self.config.outputs.reliability, self.config.outputs.depth)
+        for camera in self.config.intake.camera_names:
             self.output_publishers[camera] = {
                 name: CdrPublisher(self.create_lifecycle_publisher(
                     MSG_CLASSES[msgtype], topic(camera, name), output_qos),
                     self.typestore, msgtype)
                 for name, msgtype in OUTPUT_TOPICS.items()}
-        self._diagnostics.restart(self.config.diagnostics_period)
+        self._diagnostics.restart(self.config.diagnostics.period)
         self.get_logger().info(
-            f"configured: cameras {self.config.camera_names}, backend "
+            f"configured: cameras {self.config.intake.camera_names}, backend "
             f"{self.core.predictor.backend}, OOD {self.core.ood}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -112,10 +112,11 @@ class DudesNode(Node):
             except Exception as exc:  # noqa: BLE001 - stay inactive, say why
                 return self._failed(f"activate failed reloading the model: {exc}", release=False)
         self.failure = None
-        qos = self._qos(self.config.qos_reliability, self.config.qos_depth)
+        settings = self.config.intake
+        qos = self._qos(settings.reliability, settings.depth)
         worker_owned = WorkerOwned()
         inputs = []
-        for camera in self.config.camera_names:
+        for camera in settings.camera_names:
             name, msgtype = self._input_topic(camera)
             # The callback never runs: no executor runs a WorkerOwned group; Intake takes the
             # CDR bytes, which rosbags decodes into numpy views (rclpy would copy them 3 times).
@@ -125,8 +126,8 @@ class DudesNode(Node):
             self._subscriptions_by_camera[camera] = sub
             inputs.append(health.Input(camera, topic(camera, "image"), sub.topic_name, msgtype))
             self.get_logger().info(health.input_line(
-                inputs[-1], self.config.transport, self.resolve_topic_name(inputs[-1].relative)))
-        self.inputs = health.InputWatch(self, inputs, self.config.qos_reliability == "reliable")
+                inputs[-1], settings.transport, self.resolve_topic_name(inputs[-1].relative)))
+        self.inputs = health.InputWatch(self, inputs, settings.reliability == "reliable")
         self.intake = Intake(self.context, self._subscriptions_by_camera)
         self._worker = Worker(self, self.intake)
         return super().on_activate(state)
@@ -180,7 +181,8 @@ class DudesNode(Node):
         """``(topic, type)`` this camera reads (``params.input_topic`` on the remapped base
         topic); a remapping of ``<base>/compressed`` itself is honoured as given."""
         base = topic(camera, "image")
-        name, msgtype = params.input_topic(self.resolve_topic_name(base), self.config.transport)
+        name, msgtype = params.input_topic(self.resolve_topic_name(base),
+                                        self.config.intake.transport)
         own = f"{base}/compressed"
         if msgtype == COMPRESSED_IMAGE and (
                 self.resolve_topic_name(own) != self.resolve_topic_name(own, only_expand=True)):
@@ -229,7 +231,8 @@ class DudesNode(Node):
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         if configured:
-            merged = {spec.name: self.config.value(spec.name) for spec in params.PARAMETERS}
+            # Called before the change is made: the node's parameters are still the old ones.
+            merged = params.read_values(self)
             merged.update({c.name: c.value for c in changes if c.name in params.BY_NAME})
             try:
                 config = params.NodeConfig.from_values(merged)

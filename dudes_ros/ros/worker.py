@@ -33,9 +33,9 @@ PUBLISH_THREADS = min(4, os.cpu_count() or 1)
 def frame_gate(config: NodeConfig, predictor: Predictor, typestore: Any) -> FrameGate:
     """The gate of a node configured with ``config`` (transport, max_pixels, max_input_age)
     in front of ``predictor``; ``typestore`` decodes the taken CDR bytes."""
-    return FrameGate(COMPRESSED_IMAGE if config.transport == "compressed" else IMAGE,
-                     predictor.size_problem, config.max_pixels, config.max_input_age,
-                     typestore)
+    intake = config.intake
+    return FrameGate(COMPRESSED_IMAGE if intake.transport == "compressed" else IMAGE,
+                     predictor.size_problem, intake.max_pixels, intake.max_input_age, typestore)
 
 
 class Worker:
@@ -152,7 +152,7 @@ class Worker:
     def _log_throttled(self, key: str, text: str, error: bool = False) -> None:
         now = time.monotonic()
         config = self.node.config
-        period = config.reject_log_period if config else 5.0
+        period = config.diagnostics.reject_log_period if config else 5.0
         if now - self._last_log.get(key, -math.inf) >= period:
             self._last_log[key] = now
             logger = self.node.get_logger()

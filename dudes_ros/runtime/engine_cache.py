@@ -29,7 +29,6 @@ from typing import Generic, TypeVar
 from filelock import FileLock
 
 from dudes_ros.files import atomic_write_bytes
-from dudes_ros.runtime.precision import PRECISIONS
 
 LOG = logging.getLogger(__name__)
 EngineT = TypeVar("EngineT")
@@ -60,8 +59,6 @@ class EngineKey:
     calibration: str = ""
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if sorted(self.profile) != ["max", "min", "opt"]:
             raise ValueError(f"profile needs exactly 'min', 'opt' and 'max' shapes, "
                              f"got {sorted(self.profile)}")

@@ -40,9 +40,11 @@ def _size_ok(size: Any) -> bool:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """How to build the engine. ``opt_size`` None = the model's network input size;
-    ``max_size`` None = the larger of ``opt_size`` and 2160x3840; ``cache_dir`` None = cache/
-    beside the ONNX (or the user cache folder when that is not writable)."""
+    """How to build the engine. ``max_batch`` 0 = one slot per camera: the node fills it in
+    before building (``profile`` refuses it); ``opt_size`` None = the model's network input
+    size; ``max_size`` None = the larger of ``opt_size`` and 2160x3840; ``cache_dir`` None =
+    cache/ beside the ONNX (or the user cache folder when that is not writable). Checked here
+    once, for the node's ``engine.*`` parameters and ``dudes build-engine`` alike."""
 
     precision: str = "fp16"
     max_batch: int = 1
@@ -55,8 +57,8 @@ class EngineSettings:
     def __post_init__(self) -> None:
         check(self.precision in PRECISIONS, "engine.precision", self.precision,
               f"one of {list(PRECISIONS)}")
-        check(isinstance(self.max_batch, int) and self.max_batch >= 1, "engine.max_batch",
-              self.max_batch, "an integer >= 1")
+        check(isinstance(self.max_batch, int) and self.max_batch >= 0, "engine.max_batch",
+              self.max_batch, "an integer >= 1, or 0 for one slot per camera")
         for name in ("opt_size", "max_size"):
             value = getattr(self, name)
             check(value is None or _size_ok(value), f"engine.{name}", value,
@@ -79,6 +81,9 @@ class EngineSettings:
 
     def profile(self, network_input_size: tuple[int, int]) -> dict[str, list[int]]:
         """The optimisation profile ``{"min", "opt", "max": [B, H, W, 3]}``."""
+        check(self.max_batch >= 1, "engine.max_batch", self.max_batch,
+              "an integer >= 1 to build an engine (0, one slot per camera, is the node's "
+              "to fill in)")
         opt = self.opt_size or tuple(network_input_size)
         largest = self.max_size or (max(opt[0], DEFAULT_MAX_IMAGE_SIZE[0]),
                                     max(opt[1], DEFAULT_MAX_IMAGE_SIZE[1]))
