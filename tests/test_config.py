@@ -7,13 +7,13 @@ import pytest
 from dudes_ros.config import (
     FLATTEN,
     ConfigError,
-    ModelConfig,
     check,
     key,
     keys,
     load_config,
     to_dict,
 )
+from dudes_ros.model.config import ModelConfig
 
 
 @dataclass(frozen=True)
