@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dudes_ros.config import ModelConfig
 from dudes_ros.evaluate.runner import Evaluator
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.ensemble import Ensemble
 from dudes_ros.model.student import SegmentationNet
 

@@ -25,12 +25,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dudes_ros.config import ModelConfig  # noqa: E402
 from dudes_ros.export.onnx_export import export_onnx  # noqa: E402
 from dudes_ros.export.parity import parity_images  # noqa: E402
 from dudes_ros.files import atomic_write_bytes  # noqa: E402
 from dudes_ros.inference.onnxruntime_backend import OnnxRuntimePredictor  # noqa: E402
 from dudes_ros.inference.torch_backend import TorchPredictor  # noqa: E402
+from dudes_ros.model.config import ModelConfig  # noqa: E402
 from dudes_ros.model.student import SegmentationNet  # noqa: E402
 from dudes_ros.runtime.deploy import DeployModel  # noqa: E402
 from dudes_ros.uncertainty import STD_CORRECTION  # noqa: E402

@@ -34,9 +34,9 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
 from dudes_ros.argtypes import image_size  # noqa: E402
 from dudes_ros.bag.process import ProcessOptions, process_bag  # noqa: E402
-from dudes_ros.config import ModelConfig  # noqa: E402
 from dudes_ros.export.onnx_export import export_onnx  # noqa: E402
 from dudes_ros.inference.factory import create_predictor  # noqa: E402
+from dudes_ros.model.config import ModelConfig  # noqa: E402
 from dudes_ros.model.student import SegmentationNet  # noqa: E402
 from dudes_ros.perception import OodConfig  # noqa: E402
 

@@ -111,8 +111,8 @@ def main() -> int:
                 lines.append(f"| {label} | {cameras} | failed: {exc!r} | | |")
             print(lines[-1], flush=True)
     if args.random_student:
-        from dudes_ros.config import ModelConfig
         from dudes_ros.inference.torch_backend import TorchPredictor
+        from dudes_ros.model.config import ModelConfig
         from dudes_ros.model.student import SegmentationNet
         from dudes_ros.runtime.manifest import load_manifest
 

@@ -97,8 +97,8 @@ def export_model(folder: Path, net_size: tuple[int, int], decoder_channels: int 
     """A random-init student exported as a deploy-graph ONNX (manifest beside it)."""
     import torch
 
-    from dudes_ros.config import ModelConfig
     from dudes_ros.export.onnx_export import export_onnx
+    from dudes_ros.model.config import ModelConfig
     from dudes_ros.model.student import SegmentationNet
 
     torch.manual_seed(0)

@@ -25,10 +25,10 @@ from dudes_ros.bag.process import (
 from dudes_ros.bag.reader import BagError, BagReader, ImageTopic
 from dudes_ros.bag.summary import alarm_intervals, format_bytes
 from dudes_ros.cli import main as cli_main
-from dudes_ros.config import ModelConfig
 from dudes_ros.export.onnx_export import export_onnx
 from dudes_ros.inference.factory import create_predictor
 from dudes_ros.inference.predictor import Predictor
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.ood import Hysteresis
 from dudes_ros.perception import OodConfig, confidence_image, scale_outputs

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from dudes_ros.config import ModelConfig, to_dict
+from dudes_ros.config import to_dict
 from dudes_ros.model.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -17,6 +17,7 @@ from dudes_ros.model.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.ensemble import Ensemble, load_ensemble
 from dudes_ros.model.student import SegmentationNet
 from dudes_ros.uncertainty import ensemble_statistics

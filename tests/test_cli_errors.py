@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from dudes_ros.cli import main
-from dudes_ros.config import ModelConfig
 from dudes_ros.data.synthetic import write_cityscapes_layout
 from dudes_ros.model.checkpoint import save_checkpoint
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.student import SegmentationNet
 from tests.conftest import REPO
 

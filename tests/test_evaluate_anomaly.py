@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from dudes_ros import cli
-from dudes_ros.config import ModelConfig
 from dudes_ros.data.anomaly_benchmark import AnomalyBenchmark
 from dudes_ros.data.cityscapes import DatasetLayoutError
 from dudes_ros.data.synthetic import write_cityscapes_layout
 from dudes_ros.evaluate import metrics as mt
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.student import SegmentationNet
 
 SIZE = (64, 128)

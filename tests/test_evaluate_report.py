@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 
 from dudes_ros import cli
-from dudes_ros.config import ModelConfig
 from dudes_ros.data.cityscapes import CityscapesDataset
 from dudes_ros.data.synthetic import write_cityscapes_layout
 from dudes_ros.evaluate import metrics as mt
 from dudes_ros.evaluate.calibrate import choose_frame_threshold
 from dudes_ros.model.checkpoint import save_checkpoint
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.student import SegmentationNet, normalize
 from dudes_ros.ood import uncertain_fraction
 

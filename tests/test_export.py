@@ -11,10 +11,11 @@ import torch
 
 from dudes_ros import labels
 from dudes_ros.cli import main as dudes
-from dudes_ros.config import ModelConfig, to_dict
+from dudes_ros.config import to_dict
 from dudes_ros.export import onnx_export
 from dudes_ros.export.parity import ParityError, ParityReport, check_parity, compare
 from dudes_ros.model.checkpoint import save_checkpoint
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.student import SegmentationNet, normalize
 from dudes_ros.runtime.deploy import DeployModel
 from dudes_ros.runtime.manifest import (

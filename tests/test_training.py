@@ -15,8 +15,9 @@ import torch
 import torch.multiprocessing as mp
 
 from dudes_ros.cli import main as cli_main
-from dudes_ros.config import ConfigError, ModelConfig
+from dudes_ros.config import ConfigError
 from dudes_ros.model.checkpoint import CheckpointError, load_model, read_checkpoint
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.train.config import DataConfig, Recipe, SyntheticDataConfig, TrainConfig
 from dudes_ros.train.data import STAMP, build_datasets
 from dudes_ros.train.recipes import load_recipe

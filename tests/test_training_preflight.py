@@ -11,7 +11,8 @@ import torchvision
 
 from dudes_ros.cli import main as dudes
 from dudes_ros.commands.training_options import add_common_arguments, recipe_from_args
-from dudes_ros.config import ConfigError, ModelConfig
+from dudes_ros.config import ConfigError
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.student import EncoderWeightsError, SegmentationNet
 from dudes_ros.train.loop import check_batch_size
 from dudes_ros.train.recipes import load_recipe

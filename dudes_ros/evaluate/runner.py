@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from tqdm import tqdm
 
-from dudes_ros.config import ModelConfig
 from dudes_ros.errors import UsageError
 from dudes_ros.evaluate import metrics as mt
 from dudes_ros.evaluate import report_format as fmt
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.labels import CLASS_NAMES
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.ensemble import Ensemble
 from dudes_ros.model.student import SegmentationNet, normalize
 from dudes_ros.uncertainty import normalized_entropy

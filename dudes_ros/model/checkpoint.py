@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from dudes_ros import labels
-from dudes_ros.config import ConfigError, ModelConfig, load_config, to_dict
+from dudes_ros.config import ConfigError, load_config, to_dict
 from dudes_ros.errors import DudesError
 from dudes_ros.files import atomic_write
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.student import SegmentationNet
 
 FORMAT = "dudes_ros.checkpoint/1"

@@ -20,8 +20,8 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from dudes_ros.config import ModelConfig
 from dudes_ros.errors import DudesError
+from dudes_ros.model.config import ModelConfig
 
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors")
 TORCHVISION_URLS = {

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from dudes_ros.config import ModelConfig, to_dict
+from dudes_ros.config import to_dict
 from dudes_ros.files import atomic_write_bytes
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.train.config import Recipe
 from dudes_ros.train.loop import StepCallback, Trainer
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dudes_ros.config import ModelConfig, check
+from dudes_ros.config import check
 from dudes_ros.data.anomalies import ANOMALY_KINDS
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.uncertainty import STD_CORRECTION, STD_CORRECTIONS
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from dudes_ros.config import ModelConfig
 from dudes_ros.export.onnx_export import export_onnx
 from dudes_ros.model.checkpoint import save_checkpoint
+from dudes_ros.model.config import ModelConfig
 from dudes_ros.model.student import SegmentationNet
 
 TINY = ModelConfig(encoder="resnet18", decoder_channels=16, input_size=(64, 128))
