@@ -234,15 +234,17 @@ def test_evaluate_scores_the_deployed_model_at_its_operating_point(data_root, ch
 
 
 def test_examples_plot_shares_the_uncertainty_scale(monkeypatch, tmp_path) -> None:
-    from dudes_ros.evaluate import report
+    from dudes_ros.evaluate import report_plots
 
     figures = []
-    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or path.name)
+    monkeypatch.setattr(report_plots, "_save",
+                        lambda fig, path: figures.append(fig) or path.name)
     gt = np.zeros((8, 16), np.uint8)
     example = {"image": np.zeros((8, 16, 3), np.uint8), "gt": gt, "pred": gt,
                "u_s": np.full((8, 16), 0.1, np.float32), "u_t": np.full((8, 16), 0.4, np.float32),
                "anomaly": None}
-    report.plot_examples([example, {**example, "u_t": None}], tmp_path / "examples.png")
+    report_plots.plot_examples([example, {**example, "u_t": None}],
+                               tmp_path / "examples.png")
     fig = figures[0]
     rows = np.array(fig.axes[:12]).reshape(2, 6)
     # row 1: u_S (max 0.1) is drawn on u_T's scale (max 0.4), so it looks 4x fainter

@@ -106,7 +106,7 @@ def validate(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
     config = net.config
     conf = ConfusionMatrix(config.num_classes, device=ctx.device)
     teacher_conf = ConfusionMatrix(config.num_classes, device=ctx.device)
-    # uncertainties lie in [0, 1]: every process sums about 0, so the sums add up over them
+    # one shift on every process, so that their sums add up; 0 suits uncertainties in [0, 1]
     pearson = RunningCorrelation(shift=(0.0, 0.0), device=ctx.device)
     for batch in loader:
         labels = batch["labels"].to(ctx.device).long()
