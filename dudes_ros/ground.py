@@ -82,7 +82,8 @@ def camera_info_problem(camera: str, info: Any | None,
 class FlatGround:
     """A level road ``height_m`` below the camera's optical centre, the camera pitched down by
     ``pitch_rad`` (negative: up) about its x axis; contact points farther than
-    ``max_range_m`` (forward distance) are dropped (near the horizon a pixel spans metres)."""
+    ``max_range_m`` (forward distance) are dropped (near the horizon a pixel spans metres).
+    The node's parameters ground.height, ground.pitch and ground.max_range."""
 
     height_m: float = field(metadata=key("height"))
     pitch_rad: float = field(default=0.0, metadata=key("pitch"))

@@ -349,7 +349,8 @@ def validate(name: str, value: Any) -> str | None:
         NodeConfig.from_values({name: value})
     except ConfigError as exc:
         message = str(exc)
-        own = message.startswith((f"parameter {name}:", "unknown parameter"))
+        own = message.startswith((f"parameter {name}:", f"parameter {name}[",
+                                  "unknown parameter"))
         return message if own else None
     return None
 
