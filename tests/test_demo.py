@@ -133,10 +133,10 @@ def test_output_folder_is_replaced_only_when_it_is_a_demo_output(tmp_path: Path)
     other = tmp_path / "mine"
     other.mkdir()
     with pytest.raises(FileExistsError, match="--overwrite"):
-        session.check_output(other, overwrite=False)
-    session.check_output(other, overwrite=True)
+        session.check_demo_output(other, overwrite=False)
+    session.check_demo_output(other, overwrite=True)
     (other / session.SUMMARY_FILE).write_text(json.dumps({"kind": session.KIND}))
-    session.check_output(other, overwrite=False)
+    session.check_demo_output(other, overwrite=False)
 
 
 def test_missing_bundled_model_is_refused(monkeypatch, capsys) -> None:

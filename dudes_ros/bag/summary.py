@@ -1,7 +1,7 @@
 """What a bag run did: frames and rejections per topic, latency, OOD alarm intervals, timeline.
 
 ``RunRecorder`` collects per-frame facts (and the bytes written) while a bag is processed;
-``summary()`` turns them into a JSON-ready dict, ``format_summary`` into the text printed at
+``summary()`` turns them into a JSON-ready dict, ``format_bag_summary`` into the text printed at
 the end, and
 ``write_timeline`` into a PNG of each camera's OOD score over bag time with the frame
 threshold and the alarm intervals shaded.
@@ -196,7 +196,7 @@ class RunRecorder:
         plt.close(fig)
 
 
-def format_summary(summary: dict) -> str:
+def format_bag_summary(summary: dict) -> str:
     """Human-readable lines of a ``RunRecorder.summary()`` (with ``process_bag``'s
     ``trained_on`` and ``warnings`` when present)."""
     lines = []

@@ -18,7 +18,7 @@ from dudes_ros.bag.process import (
 )
 from dudes_ros.bag.reader import BagError, BagReader
 from dudes_ros.bag.staging import check_destination
-from dudes_ros.bag.summary import format_summary, synthetic_model_warning
+from dudes_ros.bag.summary import format_bag_summary, synthetic_model_warning
 from dudes_ros.config import ConfigError
 from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.messages.outputs import OUTPUT_TOPICS
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dudes process-bag: error: {exc} while processing {args.input} into "
               f"{args.output}; nothing was written to {args.output}", file=sys.stderr)
         return 2
-    print(format_summary(summary))
+    print(format_bag_summary(summary))
     print(f"wrote {args.output} ({summary['output_format']}) with {SUMMARY_FILE} and "
           f"{TIMELINE_FILE}")
     return 0

@@ -86,7 +86,7 @@ def node_parameters(model: Path, ood: dict[str, float | int]) -> dict[str, objec
             "qos.reliability": "reliable", "qos.depth": 1, "max_input_age": 0.0, **ood}
 
 
-def check_output(output: Path, overwrite: bool) -> None:
+def check_demo_output(output: Path, overwrite: bool) -> None:
     """Refuse an existing ``output`` that is not a previous demo output, unless ``overwrite``."""
     if not output.exists() or overwrite:
         return
@@ -121,7 +121,7 @@ def run_demo(model: Path, make_drive: Callable[[], Drive],
 
     ood, manifest = ood_parameters(model, options.pixel_threshold, options.frame_threshold,
                                    options.raise_after, options.clear_after)
-    check_output(options.output, options.overwrite)
+    check_demo_output(options.output, options.overwrite)
     _ros_environment()
     parameters = node_parameters(model, ood)
     start = time.monotonic()
