@@ -1,5 +1,6 @@
-"""``OutputBuilder``: only the image outputs asked for are built (and cost no conversion or
-copy), ``ood`` and ``ood_alarm`` always; every message carries the input header."""
+"""``OutputBuilder``: only the on-demand outputs asked for are built (and cost no conversion or
+copy), ``ood`` and ``ood_alarm`` always; every message carries the input header; anomalous
+pixels go into ``segmentation`` under the configured class."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import numpy as np
 import pytest
 from rosbags.typesys import get_typestore
 
+from dudes_ros.anomaly_locator import AnomalyLocator, Geometry
+from dudes_ros.anomaly_regions import RegionConfig
+from dudes_ros.ground import CameraIntrinsics, FlatGround
 from dudes_ros.messages import outputs
-from dudes_ros.messages.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
+from dudes_ros.messages.outputs import DEFAULT_OUTPUTS, ON_DEMAND, OutputBuilder
 from dudes_ros.messages.types import OUTPUT_TYPESTORE
 from dudes_ros.perception import OodConfig, PerceptionCore
 from tests.test_perception import RedIsUncertainPredictor, frame
@@ -63,14 +67,51 @@ def test_unwatched_confidence_is_never_computed(result, conversions):
     assert "confidence" not in vars(result) and conversions == ["mono8"]
 
 
+def located(result, geometry=None):
+    locator = AnomalyLocator(RegionConfig(min_area=0.0, opening=1, grow=1.0))
+    return locator.locate("front", result.uncertainty, result.ood.pixel_threshold, geometry)
+
+
 def test_every_output_and_the_default(result, conversions):
-    everything = [n for n, _, _ in OutputBuilder(STORE, IMAGE_TOPICS).messages(
-        header(), "front", result)]
+    geometry = Geometry(CameraIntrinsics(4.0, 4.0, 2.5, 3.5, 6, 8), FlatGround(1.5, 0.2))
+    everything = [n for n, _, _ in OutputBuilder(STORE, ON_DEMAND).messages(
+        header(), "front", result, located(result, geometry))]
     assert everything == list(outputs.OUTPUT_TOPICS)
     assert sorted(OutputBuilder(STORE).topics("/cam")) == sorted(
-        [f"/cam/{n}" for n in DEFAULT_IMAGES] + ["/cam/ood", "/cam/ood_alarm"])
-    with pytest.raises(ValueError, match=r"unknown image output\(s\) \['ood'\]"):
+        [f"/cam/{n}" for n in DEFAULT_OUTPUTS] + ["/cam/ood", "/cam/ood_alarm"])
+    with pytest.raises(ValueError, match=r"unknown on-demand output\(s\) \['ood'\]"):
         OutputBuilder(STORE, frozenset({"ood"}))
+
+
+def test_regions_need_the_located_anomalies_and_points_need_geometry(result):
+    builder = OutputBuilder(STORE, frozenset({"ood/mask", "ood/regions", "ood/points"}))
+    assert builder.needs_regions
+    with pytest.raises(ValueError, match="needs the frame's anomaly regions"):
+        list(builder.messages(header(), "front", result))
+    found = located(result)
+    messages = {n: m for n, _, m in builder.messages(header(), "front", result, found)}
+    assert sorted(messages) == ["ood", "ood/mask", "ood/regions", "ood_alarm"]  # no geometry
+    mask = messages["ood/mask"].data.reshape(8, 6)
+    assert np.array_equal(mask > 0, result.uncertainty > OOD.pixel_threshold)
+    (status,) = messages["ood/regions"].status
+    values = {kv.key: kv.value for kv in status.values}
+    assert (values["y"], values["height"], values["width"], status.hardware_id) == (
+        "0", "4", "6", "front")
+    assert messages["ood/regions"].header.stamp.nanosec == 34
+
+
+def test_segmentation_class_paints_the_anomaly_into_segmentation(result):
+    builder = OutputBuilder(STORE, frozenset({"segmentation"}), segmentation_class=200)
+    assert builder.needs_regions
+    found = located(result)
+    (seg,) = [m for n, _, m in builder.messages(header(), "front", result, found)
+              if n == "segmentation"]
+    labels = seg.data.reshape(8, 6)
+    anomalous = result.uncertainty > OOD.pixel_threshold
+    assert anomalous.any() and (labels[anomalous] == 200).all()
+    assert np.array_equal(labels[~anomalous], result.labels[~anomalous])
+    assert not OutputBuilder(STORE, frozenset({"confidence"}), segmentation_class=200
+                             ).needs_regions
 
 
 def test_heat_map_equals_the_rounded_clipped_colour_map():

@@ -5,7 +5,8 @@ to a bag) build their outputs here, so the two agree message for message. Topic 
 contents (DESIGN §3.3), relative to the camera namespace: ``segmentation`` (mono8 trainIds),
 ``segmentation/color`` (rgb8 palette, optional), ``uncertainty`` (32FC1),
 ``uncertainty/color`` (rgb8 inferno heat map, optional), ``confidence`` (mono8,
-255 = certain), ``ood`` (diagnostic_msgs/DiagnosticArray) and ``ood_alarm`` (std_msgs/Bool),
+255 = certain), ``ood`` (diagnostic_msgs/DiagnosticArray), ``ood_alarm`` (std_msgs/Bool) and
+where the anomalies are (``messages.regions``: ``ood/mask``, ``ood/regions``, ``ood/points``),
 every one stamped with the input image's header.
 """
 
@@ -19,8 +20,16 @@ import cv2
 import numpy as np
 from rosbags.typesys.store import Typestore
 
+from dudes_ros.anomaly_locator import Located
+from dudes_ros.anomaly_regions import paint_class
 from dudes_ros.labels import colorize
 from dudes_ros.messages.conversions import array_to_image_fields
+from dudes_ros.messages.regions import (
+    REGION_TOPICS,
+    mask_message,
+    points_message,
+    regions_message,
+)
 from dudes_ros.messages.types import BOOL, DIAGNOSTIC_ARRAY, IMAGE
 from dudes_ros.perception import FrameResult
 
@@ -33,10 +42,13 @@ OUTPUT_TOPICS: dict[str, str] = {
     "confidence": IMAGE,
     "ood": DIAGNOSTIC_ARRAY,
     "ood_alarm": BOOL,
+    **REGION_TOPICS,
 }
 IMAGE_TOPICS = frozenset(name for name, msgtype in OUTPUT_TOPICS.items() if msgtype == IMAGE)
+# Built only when asked for (the node: while subscribed); ood and ood_alarm always are.
+ON_DEMAND = IMAGE_TOPICS | frozenset(REGION_TOPICS)
 COLOR_TOPICS = frozenset({"segmentation/color", "uncertainty/color"})
-DEFAULT_IMAGES = IMAGE_TOPICS - COLOR_TOPICS  # what a bag gets unless colour is asked for
+DEFAULT_OUTPUTS = ON_DEMAND - COLOR_TOPICS  # what a bag gets unless colour is asked for
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 NODE_NAME = "dudes_node"  # offline outputs; the live node passes its fully qualified name
@@ -79,21 +91,31 @@ def ood_values(result: FrameResult) -> dict[str, str]:
 
 @dataclass
 class OutputBuilder:
-    """Builds the output messages of one frame with the types of ``typestore``. ``images``
-    names the image outputs to build (``IMAGE_TOPICS``; the node passes those someone
+    """Builds the output messages of one frame with the types of ``typestore``. ``outputs``
+    names the on-demand outputs to build (``ON_DEMAND``; the node passes those someone
     subscribes to, so the others cost neither a conversion nor a copy); ``ood`` and
-    ``ood_alarm`` are always built. ``node_name`` prefixes the ``ood`` status name. Thresholds
-    in the ``ood`` message are the frame's own (``FrameResult.ood``)."""
+    ``ood_alarm`` are always built. ``node_name`` prefixes the ``ood`` and region status
+    names. Thresholds in the ``ood`` message are the frame's own (``FrameResult.ood``).
+    ``segmentation_class`` >= 0 writes anomalous pixels (``Located``'s mask) into
+    ``segmentation`` under that class id, for nav2's semantic_segmentation_layer; -1 = off."""
 
     typestore: Typestore
-    images: frozenset[str] = DEFAULT_IMAGES
+    outputs: frozenset[str] = DEFAULT_OUTPUTS
     node_name: str = NODE_NAME
+    segmentation_class: int = -1
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.images) - IMAGE_TOPICS)
+        unknown = sorted(set(self.outputs) - ON_DEMAND)
         if unknown:
-            raise ValueError(f"unknown image output(s) {unknown}; expected some of "
-                             f"{sorted(IMAGE_TOPICS)}")
+            raise ValueError(f"unknown on-demand output(s) {unknown}; expected some of "
+                             f"{sorted(ON_DEMAND)}")
+
+    @property
+    def needs_regions(self) -> bool:
+        """Whether a frame's messages need its ``Located`` anomalies."""
+        return bool(self.outputs & set(REGION_TOPICS)) or (
+            self.segmentation_class >= 0 and bool(self.outputs & {"segmentation",
+                                                                   "segmentation/color"}))
 
     def topics(self, namespace: str) -> dict[str, str]:
         """``{topic: msgtype}`` this builder writes for a camera namespace."""
@@ -113,12 +135,14 @@ class OutputBuilder:
 
     def names(self) -> list[str]:
         """The outputs this builder writes, in ``OUTPUT_TOPICS`` order."""
-        return [name for name in OUTPUT_TOPICS if name not in IMAGE_TOPICS or name in self.images]
+        return [name for name in OUTPUT_TOPICS if name not in ON_DEMAND or name in self.outputs]
 
-    def message(self, name: str, header: Any, camera: str, result: FrameResult) -> Any:
+    def message(self, name: str, header: Any, camera: str, result: FrameResult,
+                located: Located | None = None) -> Any | None:
         """Output ``name`` (an ``OUTPUT_TOPICS`` key) of one frame, built now; ``header`` is a
-        ROS 2 header as ``header`` makes it. Different outputs of one frame may be built in
-        different threads."""
+        ROS 2 header as ``header`` makes it; ``located``: the frame's anomalies, needed when
+        ``needs_regions``. None for ``ood/points`` when the frame has no geometry (nothing is
+        published then). Different outputs of one frame may be built in different threads."""
         types = self.typestore.types
         if name == "ood":
             level = ood_level(result)
@@ -131,9 +155,26 @@ class OutputBuilder:
             return types[DIAGNOSTIC_ARRAY](header=header, status=[status])
         if name == "ood_alarm":
             return types[BOOL](data=bool(result.alarm))
+        if name in REGION_TOPICS or (name.startswith("segmentation")
+                                     and self.segmentation_class >= 0):
+            if located is None:
+                raise ValueError(f"output {name!r} needs the frame's anomaly regions "
+                                 "(AnomalyLocator.locate), got none")
+        if name == "ood/mask":
+            return mask_message(self.typestore, header, located.found.mask)
+        if name == "ood/regions":
+            return regions_message(self.typestore, header, camera, located.regions,
+                                   self.node_name)
+        if name == "ood/points":
+            if located.points is None:
+                return None
+            return points_message(self.typestore, header, located.points)
+        labels = result.labels
+        if self.segmentation_class >= 0 and name.startswith("segmentation"):
+            labels = paint_class(labels, located.found.mask, self.segmentation_class)
         images = {
-            "segmentation": lambda: (result.labels, "mono8"),
-            "segmentation/color": lambda: (colorize(result.labels), "rgb8"),
+            "segmentation": lambda: (labels, "mono8"),
+            "segmentation/color": lambda: (colorize(labels), "rgb8"),
             "uncertainty": lambda: (result.uncertainty, "32FC1"),
             "uncertainty/color": lambda: (heat_map(result.uncertainty), "rgb8"),
             "confidence": lambda: (result.confidence, "mono8"),
@@ -142,16 +183,19 @@ class OutputBuilder:
             raise ValueError(f"unknown output {name!r}; expected one of {list(OUTPUT_TOPICS)}")
         return self._image(header, *images[name]())
 
-    def messages(self, header: Any, camera: str,
-                 result: FrameResult) -> Iterator[tuple[str, str, Any]]:
+    def messages(self, header: Any, camera: str, result: FrameResult,
+                 located: Located | None = None) -> Iterator[tuple[str, str, Any]]:
         """``(topic suffix, msgtype, message)`` for one frame in ``OUTPUT_TOPICS`` order, each
-        built only when its turn comes; ``header`` is copied from the input."""
+        built only when its turn comes; ``header`` is copied from the input; outputs with
+        nothing to say (``ood/points`` without geometry) are left out."""
         header = self.header(header)
         for name in self.names():
-            yield name, OUTPUT_TOPICS[name], self.message(name, header, camera, result)
+            message = self.message(name, header, camera, result, located)
+            if message is not None:
+                yield name, OUTPUT_TOPICS[name], message
 
-    def build(self, namespace: str, header: Any, camera: str,
-              result: FrameResult) -> list[tuple[str, str, Any]]:
+    def build(self, namespace: str, header: Any, camera: str, result: FrameResult,
+              located: Located | None = None) -> list[tuple[str, str, Any]]:
         """``[(topic, msgtype, message)]`` for one frame, ``header`` copied from the input."""
         return [(output_topic(namespace, suffix), msgtype, message)
-                for suffix, msgtype, message in self.messages(header, camera, result)]
+                for suffix, msgtype, message in self.messages(header, camera, result, located)]

@@ -1,0 +1,97 @@
+"""Where the anomalies are, per camera frame: tracked regions and their ground contact in 3-D.
+
+``AnomalyLocator`` is what the node and ``dudes process-bag`` both run on a frame's uncertainty
+map, so that the two publish the same regions: ``anomaly_regions.find_regions`` at the frame's
+pixel threshold, ids kept across frames by one ``RegionTracker`` per camera, then each region's
+ground-contact points (``ground``) from the camera's intrinsics and either a flat-ground model
+or a registered depth image. Regions are found on the map as published (after
+``output_scale``), so their boxes are in the pixels of ``ood/mask`` and ``segmentation``; the
+intrinsics are scaled to that size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dudes_ros.anomaly_regions import Region, RegionConfig, Regions, RegionTracker, find_regions
+from dudes_ros.ground import CameraIntrinsics, FlatGround, depth_points, ground_points
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What places a camera's regions in 3-D: its ``intrinsics`` at the input image's size and
+    either a ``depth`` image registered to it (uint16 mm or float32 m [H, W], any size: it is
+    resized to the regions' size by nearest neighbour) or a ``ground`` plane. ``depth`` wins
+    when both are given; with neither there are no points."""
+
+    intrinsics: CameraIntrinsics
+    ground: FlatGround | None = None
+    depth: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Located:
+    """One camera frame's anomalies: ``found`` (mask uint8 [h, w], components int32 [h, w],
+    the regions with their tracked ids, largest first) and ``points`` float32 [N, 3] in the
+    camera's optical frame (metres), or None when the frame has no geometry."""
+
+    found: Regions
+    points: np.ndarray | None
+
+    @property
+    def regions(self) -> list[Region]:
+        return self.found.regions
+
+
+class AnomalyLocator:
+    """Regions and points per camera. Not thread-safe: one caller at a time (the node's worker,
+    the bag loop)."""
+
+    def __init__(self, config: RegionConfig | None = None) -> None:
+        self._config = config or RegionConfig()
+        self._trackers: dict[str, RegionTracker] = {}
+
+    @property
+    def config(self) -> RegionConfig:
+        return self._config
+
+    def set_config(self, config: RegionConfig) -> None:
+        """Use ``config`` from the next frame on; tracks and ids are kept."""
+        self._config = config
+        for tracker in self._trackers.values():
+            tracker.config = config
+
+    def reset(self) -> None:
+        """Forget every camera's tracks (the node was deactivated); ids keep counting up."""
+        for tracker in self._trackers.values():
+            tracker.reset()
+
+    def locate(self, camera: str, uncertainty: np.ndarray, pixel_threshold: float,
+               geometry: Geometry | None = None) -> Located:
+        """Regions of float32 u [h, w] over ``pixel_threshold`` with ids tracked for
+        ``camera``, and their ground-contact points when ``geometry`` is given."""
+        tracker = self._trackers.setdefault(camera, RegionTracker(self._config))
+        found = find_regions(uncertainty, pixel_threshold, self._config)
+        found = found._replace(regions=tracker.update(found.regions))
+        if geometry is None:
+            return Located(found, None)
+        return Located(found, self._points(found, geometry))
+
+    @staticmethod
+    def _points(found: Regions, geometry: Geometry) -> np.ndarray | None:
+        height, width = found.components.shape
+        intrinsics = geometry.intrinsics.resized(height, width)
+        if geometry.depth is not None:
+            depth = geometry.depth
+            if depth.shape != (height, width):
+                depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
+            parts = [depth_points(r, found.components, intrinsics, depth) for r in found.regions]
+        elif geometry.ground is not None:
+            parts = [ground_points(r, found.components, intrinsics, geometry.ground)
+                     for r in found.regions]
+        else:
+            return None
+        return np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)
