@@ -39,10 +39,12 @@ LOG = logging.getLogger(__name__)
 FRAME_ID = "dudes_demo_camera"
 DIAGNOSTICS_WAIT_S = 2.5  # the node's default diagnostics_period is 1 s
 MESSAGE_CLASSES = {"image": Image, "segmentation": Image, "uncertainty": Image,
-                   "confidence": Image, "ood": DiagnosticArray, "ood_alarm": Bool}
+                   "confidence": Image, "ood": DiagnosticArray, "ood_alarm": Bool,
+                   "ood/regions": DiagnosticArray}
 MSGTYPES = {"image": "sensor_msgs/msg/Image", "segmentation": "sensor_msgs/msg/Image",
             "uncertainty": "sensor_msgs/msg/Image", "confidence": "sensor_msgs/msg/Image",
-            "ood": "diagnostic_msgs/msg/DiagnosticArray", "ood_alarm": "std_msgs/msg/Bool"}
+            "ood": "diagnostic_msgs/msg/DiagnosticArray", "ood_alarm": "std_msgs/msg/Bool",
+            "ood/regions": "diagnostic_msgs/msg/DiagnosticArray"}
 
 
 class NodeFailed(RuntimeError):
@@ -99,6 +101,9 @@ class _Session:
                 level = status.level  # a ROS byte: bytes of length 1 in rclpy
                 record.set_ood(ord(level) if isinstance(level, bytes) else int(level),
                                {kv.key: kv.value for kv in status.values})
+            elif suffix == "ood/regions":
+                record.set_regions([{kv.key: kv.value for kv in status.values}
+                                    for status in msg.status])
         record.received[suffix] = now
         self.writer.write(self.connections[suffix], record.stamp_ns, raw)
 

@@ -3,8 +3,9 @@
 ``summarize`` turns the per-frame records (and, for the synthetic drive, when the anomaly was in
 view) into summary.json: frames in/out, latency percentiles, alarm intervals, when the alarm
 rose and cleared relative to the anomaly, and false alarms. ``timeline_png`` draws the OOD score
-against the threshold with the alarm and the anomaly in view; ``contact_sheet_png`` reads the
-selected frames back from the recorded bag (so the picture shows what the bag holds).
+against the threshold with the alarm, the anomaly in view and the frames with anomaly regions;
+``contact_sheet_png`` reads the selected frames back from the recorded bag (so the picture
+shows what the bag holds) and draws each frame's region boxes with their ids.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dudes_ros.labels import colorize
 from dudes_ros.ood import runs
 from dudes_ros.plots import pyplot
 
-OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood", "ood_alarm")
+OUTPUTS = ("segmentation", "uncertainty", "confidence", "ood", "ood_alarm", "ood/regions")
 """Output topic suffixes recorded for every frame (the colour images are left lazy)."""
 
 MAX_RISE_DELAY = 5  # frames: the issue's acceptance bound for the alarm after entry
@@ -42,6 +43,7 @@ class FrameRecord:
     level: int | None = None  # DiagnosticStatus level: 0 OK, 1 WARN, 2 ERROR
     ood_alarm_value: bool | None = None  # the alarm state inside the ood message
     alarm: bool | None = None  # the ood_alarm topic
+    regions: list[dict[str, int]] = field(default_factory=list)  # id, x, y, width, height
 
     def set_ood(self, level: int, values: dict[str, str]) -> None:
         self.level = level
@@ -49,6 +51,11 @@ class FrameRecord:
         self.threshold = float(values["threshold"])
         self.pixel_threshold = float(values["pixel_threshold"])
         self.ood_alarm_value = values["alarm"] == "true"
+
+    def set_regions(self, regions: list[dict[str, str]]) -> None:
+        """The ``ood/regions`` statuses' key/values: each region's id and pixel box."""
+        self.regions = [{key: int(region[key]) for key in ("id", "x", "y", "width", "height")}
+                        for region in regions]
 
     @property
     def complete(self) -> bool:
@@ -73,6 +80,7 @@ def _anomaly_section(in_view: Sequence[bool], alarms: list[tuple[int, int]],
     cleared = hits[-1][1] if hits and hits[-1][1] < len(in_view) else None
     over_free = sum(1 for r in records if not in_view[r.index] and r.score is not None
                     and r.threshold is not None and r.score > r.threshold)
+    regions_in_view = [r.index for r in records if in_view[r.index] and r.regions]
     return {
         "entered_frame": entered,
         "left_frame": left,
@@ -86,6 +94,10 @@ def _anomaly_section(in_view: Sequence[bool], alarms: list[tuple[int, int]],
         "false_alarm_frames": sum(1 for s, e in false for i in range(s, e) if not in_view[i]),
         "false_alarm_intervals": [list(a) for a in false],
         "anomaly_free_frames_over_threshold": over_free,
+        "first_region_frame": regions_in_view[0] if regions_in_view else None,
+        "frames_in_view_with_region": len(regions_in_view),
+        "regions_on_anomaly_free_frames": sum(len(r.regions) for r in records
+                                              if not in_view[r.index]),
     }
 
 
@@ -111,6 +123,7 @@ def summarize(records: list[FrameRecord], in_view: Sequence[bool] | None,
         "frames": [{"index": r.index, "stamp_ns": r.stamp_ns, "score": r.score,
                     "threshold": r.threshold, "alarm": r.alarm, "level": r.level,
                     "in_view": None if in_view is None else bool(in_view[r.index]),
+                    "regions": r.regions,
                     "latency_ms": None if r.latency_ms is None else round(r.latency_ms, 2)}
                    for r in records],
     }
@@ -155,6 +168,12 @@ def format_summary(summary: dict) -> str:
                          + ("still raised at the end" if cleared is None else
                             f"cleared at frame {cleared} ({anomaly['clear_delay_frames']:+d} "
                             "frames after it left)"))
+        first = anomaly["first_region_frame"]
+        lines.append("anomaly regions: " + ("none while in view" if first is None else
+                     f"first at frame {first} ({first - anomaly['entered_frame']:+d} frames "
+                     f"after entry), on {anomaly['frames_in_view_with_region']} of "
+                     f"{anomaly['frames_in_view']} frames in view")
+                     + f"; {anomaly['regions_on_anomaly_free_frames']} on anomaly-free frames")
     spans = ", ".join(f"{s}-{e - 1}" for s, e in anomaly["false_alarm_intervals"])
     lines.append(f"false alarms on anomaly-free frames: {anomaly['false_alarms']}"
                  + (f" (frames {spans})" if spans else ""))
@@ -189,7 +208,9 @@ def timeline_png(path: Path, summary: dict, title: str) -> None:
     top = np.nanmax([*scores, *thresholds, 0.0])
     ax.set_ylim(0.0, max(1.1 * top, 0.01))
     ax.set_title(title, fontsize=10)
-    rows = [("OOD alarm", summary["alarm_intervals"], "tab:red")]
+    region_runs = runs([bool(f.get("regions")) for f in frames])
+    rows = [("anomaly regions", region_runs, "tab:orange"),
+            ("OOD alarm", summary["alarm_intervals"], "tab:red")]
     if view_runs:
         rows.insert(0, ("anomaly in view", view_runs, "tab:green"))
     for y, (_, intervals, colour) in enumerate(rows):
@@ -251,10 +272,25 @@ def read_frames(bag_path: Path, namespace: str,
     return found
 
 
+def _draw_regions(ax, regions: list[dict[str, int]], shown: tuple[int, int],
+                  mask: tuple[int, int]) -> None:
+    """Boxes of ``regions`` (in the pixels of ``ood/mask``, whose size is ``mask``, that of
+    the other outputs) on ``ax``, which shows an image of size ``shown``."""
+    from matplotlib.patches import Rectangle
+
+    sy, sx = shown[0] / mask[0], shown[1] / mask[1]
+    for region in regions:
+        x, y = region["x"] * sx - 0.5, region["y"] * sy - 0.5
+        ax.add_patch(Rectangle((x, y), region["width"] * sx, region["height"] * sy,
+                               fill=False, edgecolor="cyan", linewidth=1.2))
+        ax.text(x, y - 1, f"#{region['id']}", color="cyan", fontsize=6, va="bottom")
+
+
 def contact_sheet_png(path: Path, bag_path: Path, namespace: str, summary: dict,
                       n: int = 6) -> list[int]:
     """One row per selected frame: camera | segmentation | uncertainty | confidence, read
-    back from the bag. Returns the frame indices shown."""
+    back from the bag, with the frame's anomaly regions boxed (id above each box) on the
+    camera and uncertainty panels. Returns the frame indices shown."""
     chosen = select_frames(summary, n)
     frames = {f["index"]: f for f in summary["frames"]}
     images = read_frames(bag_path, namespace, {frames[i]["stamp_ns"]: i for i in chosen})
@@ -275,6 +311,9 @@ def contact_sheet_png(path: Path, bag_path: Path, namespace: str, summary: dict,
         for col, (array, style) in enumerate(cells):
             ax = axes[row, col]
             ax.imshow(array, interpolation="nearest", **style)
+            if col in (0, 2):
+                _draw_regions(ax, info.get("regions", []), array.shape[:2],
+                              panels["uncertainty"].shape[:2])
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:

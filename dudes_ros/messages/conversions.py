@@ -45,6 +45,9 @@ INPUT_ENCODINGS: dict[str, tuple[int, int, str]] = {
 # encoding and the uncertainty output (32FC1), e.g. from a bag the node recorded.
 RECORDED_ENCODINGS = {**INPUT_ENCODINGS, "32FC1": (1, 4, "mono")}
 
+# Depth images as REP 118 has them: uint16 millimetres or float32 metres.
+DEPTH_ENCODINGS = {"16UC1": (1, 2, "mono"), "32FC1": (1, 4, "mono")}
+
 # encoding -> (channels, numpy dtype) for the images this package publishes
 OUTPUT_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
     "mono8": (1, np.dtype(np.uint8)),
@@ -121,6 +124,11 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
     pixels = rows.view(dtype).reshape(height, width, channels)
     native = dtype.newbyteorder("=")
     return pixels.astype(native) if dtype != native else pixels
+
+
+def depth_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A depth Image (``DEPTH_ENCODINGS``) as uint16 millimetres or float32 metres [H, W]."""
+    return image_to_array(msg, max_pixels, DEPTH_ENCODINGS)[..., 0]
 
 
 def image_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
