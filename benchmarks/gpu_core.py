@@ -39,7 +39,8 @@ def percentiles(values: list[float]) -> str:
 def measure(predictor, cameras: int, size: tuple[int, int], frames: int) -> dict[str, str]:
     from rosbags.typesys import Stores, get_typestore
 
-    from dudes_ros.messages.outputs import DEFAULT_IMAGES, IMAGE_TOPICS, OutputBuilder
+    from dudes_ros.messages.outputs import DEFAULT_ON_DEMAND, IMAGE_TOPICS, OutputBuilder
+    from dudes_ros.messages.regions import REGION_TOPICS
 
     store = get_typestore(Stores.ROS2_KILTED)
     names = [f"cam{i}" for i in range(cameras)]
@@ -59,7 +60,9 @@ def measure(predictor, cameras: int, size: tuple[int, int], frames: int) -> dict
         stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="cam")
     rows = {"inference": [], "host": [], "host_colour": []}
     for i in range(frames + 5):
-        for colours, key in ((DEFAULT_IMAGES, "host"), (IMAGE_TOPICS, "host_colour")):
+        # the per-pixel images only, as before the anomaly regions (measured on their own)
+        for colours, key in ((DEFAULT_ON_DEMAND - set(REGION_TOPICS), "host"),
+                             (IMAGE_TOPICS - set(REGION_TOPICS), "host_colour")):
             builder = OutputBuilder(store, colours)
             spent.clear()
             start = time.perf_counter()

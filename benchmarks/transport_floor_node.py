@@ -33,11 +33,13 @@ from sensor_msgs.msg import Image
 
 from benchmarks.fixed_latency_node import latency_ms
 from dudes_ros.messages.outputs import IMAGE_TOPICS, OUTPUT_TOPICS, OutputBuilder
+from dudes_ros.messages.regions import REGION_TOPICS
 from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE, stamp_ns
 from dudes_ros.perception import FrameResult, OodConfig, scale_outputs
+from dudes_ros.ros.camera_geometry import camera_topic
 from dudes_ros.ros.cdr_publisher import CdrPublisher
 from dudes_ros.ros.intake import Intake, WorkerOwned
-from dudes_ros.ros.node import MSG_CLASSES, topic
+from dudes_ros.ros.node import MSG_CLASSES
 
 NODE_NAME = "dudes_node"  # the benchmark reads the status "<node>: inference" of this name
 
@@ -60,10 +62,10 @@ class FloorNode(Node):
                               reliability=ReliabilityPolicy.RELIABLE)
         owned = WorkerOwned()
         self.pubs = {camera: {name: CdrPublisher(self.create_publisher(
-            MSG_CLASSES[msgtype], topic(camera, name), reliable), self.store, msgtype)
+            MSG_CLASSES[msgtype], camera_topic(camera, name), reliable), self.store, msgtype)
             for name, msgtype in OUTPUT_TOPICS.items()} for camera in cameras}
         subs = {camera: self.create_subscription(
-            Image, topic(camera, "image"), lambda msg: None, best_effort,
+            Image, camera_topic(camera, "image"), lambda msg: None, best_effort,
             callback_group=owned, raw=True) for camera in cameras}
         self.intake = Intake(self.context, subs)
         self.prebuilt: dict[tuple[tuple[int, int], frozenset[str]], list] = {}
@@ -104,7 +106,7 @@ class FloorNode(Node):
             inference = time.perf_counter() - start
             for camera, msg in frames.items():
                 pubs = self.pubs[camera]
-                live = frozenset(name for name in IMAGE_TOPICS
+                live = frozenset(name for name in IMAGE_TOPICS - set(REGION_TOPICS)
                                  if pubs[name].publisher.get_subscription_count() > 0)
                 for name, message in self.outputs((msg.height, msg.width), live):
                     if hasattr(message, "header"):

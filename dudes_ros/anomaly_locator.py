@@ -12,12 +12,19 @@ intrinsics are scaled to that size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from dudes_ros.anomaly_regions import Region, RegionConfig, Regions, RegionTracker, find_regions
-from dudes_ros.ground import CameraIntrinsics, FlatGround, depth_points, ground_points
+from dudes_ros.ground import (
+    CameraIntrinsics,
+    FlatGround,
+    camera_info_problem,
+    depth_points,
+    ground_points,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,21 @@ class Geometry:
     intrinsics: CameraIntrinsics
     ground: FlatGround | None = None
     depth: np.ndarray | None = None
+
+
+def camera_geometry(camera: str, info: Any | None, image_size: tuple[int, int],
+                    ground: FlatGround | None,
+                    depth: np.ndarray | None = None) -> tuple[Geometry | None, str | None]:
+    """``(geometry, problem)`` of a frame of ``image_size`` = (H, W) from the camera's latest
+    ``sensor_msgs/CameraInfo`` ``info`` (None: none received): ``(None, None)`` when neither a
+    ``ground`` nor a ``depth`` image asks for points, ``(None, sentence naming the camera and
+    what is wrong)`` when the camera_info cannot project."""
+    if ground is None and depth is None:
+        return None, None
+    problem = camera_info_problem(camera, info, image_size)
+    if problem is not None:
+        return None, problem
+    return Geometry(CameraIntrinsics.from_camera_info(info), ground, depth), None
 
 
 @dataclass(frozen=True)

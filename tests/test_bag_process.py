@@ -134,7 +134,7 @@ def test_sqlite3_two_cameras_raw_and_compressed(tmp_path, predictor, ood):
     out = read_back(tmp_path / "out")
     assert set(out) == {f"/cam_{c}/{s}" for c in ("front", "rear") for s in
                         ("segmentation", "segmentation/color", "uncertainty", "confidence",
-                         "ood", "ood_alarm")}
+                         "ood", "ood_alarm", "ood/mask", "ood/regions")}  # no ground: no points
     for camera, namespace in zip(cameras, ("/cam_front", "/cam_rear"), strict=True):
         mine = [f for f in frames if f.topic == camera.topic]
         check_outputs(out, mine, namespace, predictor, ood)
@@ -178,7 +178,8 @@ def test_mcap_read_back_with_mcap_library_and_inputs(tmp_path, predictor, ood):
             decoded.setdefault(channel.topic, []).append((message.log_time, ros_msg))
     assert {t: len(v) for t, v in decoded.items()} == {
         t: N for t in ("/cam/image_raw", "/cam/segmentation", "/cam/uncertainty",
-                       "/cam/confidence", "/cam/ood", "/cam/ood_alarm")}
+                       "/cam/confidence", "/cam/ood", "/cam/ood_alarm", "/cam/ood/mask",
+                       "/cam/ood/regions")}
     for frame, (log_time, msg) in zip(frames, decoded["/cam/segmentation"], strict=True):
         assert log_time == frame.timestamp
         assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (frame.sec, frame.nanosec)
@@ -345,7 +346,7 @@ def test_cli_process_bag(tmp_path, student_onnx, capsys):
     assert cli_main(args[:-4] + ["--overwrite"]) == 2
     assert "pixel_threshold" in capsys.readouterr().err
     with sqlite3.connect(next((tmp_path / "out").glob("*.db3"))) as db:
-        assert db.execute("select count(*) from messages").fetchone()[0] == 3 * 5
+        assert db.execute("select count(*) from messages").fetchone()[0] == 3 * 7
 
 
 @pytest.mark.ros
@@ -626,3 +627,41 @@ def test_cli_refuses_unknown_outputs_and_scales(tmp_path, student_onnx, capsys):
         with pytest.raises(SystemExit):
             cli_main([*base, "--output-scale", scale])
         assert "is not a number in (0, 1]" in capsys.readouterr().err
+
+
+def test_anomaly_regions_and_their_points_through_the_bags_camera_info(tmp_path, predictor, ood):
+    """ood/mask, ood/regions and ood/points as the node builds them (``AnomalyLocator`` at the
+    frame's pixel threshold, regions of the published map); points only once the camera's
+    camera_info has arrived (it follows the first image here), and the summary says why the
+    first frame has none."""
+    from dudes_ros.anomaly_locator import AnomalyLocator, camera_geometry
+    from dudes_ros.ground import FlatGround
+
+    source = tmp_path / "in"
+    write_camera_bag(source, "mcap")
+    ground = FlatGround(1.5, 0.1)
+    summary = process_bag(source, tmp_path / "out", predictor, ood,
+                          ProcessOptions(progress=False, ground=ground, segmentation_class=250))
+    out = read_back(tmp_path / "out")
+    assert len(out["/cam/ood/mask"]) == len(out["/cam/ood/regions"]) == 3
+    assert [m.header.stamp.sec for _, m in out["/cam/ood/points"]] == [1, 2]
+    assert "camera cam: no camera_info received" in summary["points_problems"]["cam"]
+    locator = AnomalyLocator()
+    info = read_back(source)["/cam/camera_info"][0][1]
+    for i in range(3):
+        _, u = predictor.predict(pattern(i, (64, 128))[None])
+        geometry, _ = camera_geometry("cam", info if i else None, (64, 128), ground)
+        expected = locator.locate("cam", u[0], ood.pixel_threshold, geometry)
+        mask = image_array(out["/cam/ood/mask"][i][1])
+        np.testing.assert_array_equal(mask, expected.found.mask)
+        boxes = [{kv.key: int(kv.value) for kv in status.values
+                  if kv.key in ("x", "y", "width", "height")}
+                 for status in out["/cam/ood/regions"][i][1].status]
+        assert boxes == [{"x": r.x, "y": r.y, "width": r.width, "height": r.height}
+                         for r in expected.regions]
+        seg = image_array(out["/cam/segmentation"][i][1])
+        assert (seg[mask > 0] == 250).all()
+        if i:
+            cloud = out["/cam/ood/points"][i - 1][1]
+            points = np.frombuffer(cloud.data.tobytes(), "<f4").reshape(-1, 3)
+            np.testing.assert_allclose(points, expected.points, rtol=1e-6)

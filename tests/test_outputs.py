@@ -12,7 +12,7 @@ from dudes_ros.anomaly_locator import AnomalyLocator, Geometry
 from dudes_ros.anomaly_regions import RegionConfig
 from dudes_ros.ground import CameraIntrinsics, FlatGround
 from dudes_ros.messages import outputs
-from dudes_ros.messages.outputs import DEFAULT_OUTPUTS, ON_DEMAND, OutputBuilder
+from dudes_ros.messages.outputs import DEFAULT_ON_DEMAND, ON_DEMAND, OutputBuilder
 from dudes_ros.messages.types import OUTPUT_TYPESTORE
 from dudes_ros.perception import OodConfig, PerceptionCore
 from tests.test_perception import RedIsUncertainPredictor, frame
@@ -78,7 +78,7 @@ def test_every_output_and_the_default(result, conversions):
         header(), "front", result, located(result, geometry))]
     assert everything == list(outputs.OUTPUT_TOPICS)
     assert sorted(OutputBuilder(STORE).topics("/cam")) == sorted(
-        [f"/cam/{n}" for n in DEFAULT_OUTPUTS] + ["/cam/ood", "/cam/ood_alarm"])
+        [f"/cam/{n}" for n in DEFAULT_ON_DEMAND] + ["/cam/ood", "/cam/ood_alarm"])
     with pytest.raises(ValueError, match=r"unknown on-demand output\(s\) \['ood'\]"):
         OutputBuilder(STORE, frozenset({"ood"}))
 

@@ -9,8 +9,10 @@ the same ``PerceptionCore`` the node uses, so outputs match the node frame for f
 are processed one at a time in bag order, one ``predict`` call each, so every camera's alarm
 debounces over its own frames exactly as in the node). OUT is a
 rosbag2 directory (sqlite3 or MCAP; default: the input's format, MCAP for ROS 1 input) holding
-the chosen output topics (``--outputs``; by default segmentation, uncertainty, confidence, ood
-and ood_alarm) under each camera namespace with the input header stamps and bag times, at the
+the chosen output topics (``--outputs``; by default segmentation, uncertainty, confidence, ood,
+ood_alarm and the anomaly regions ood/mask, ood/regions and, given a ground plane and the bag's
+camera_info, ood/points; the regions as the node finds them, ``AnomalyLocator``) under each
+camera namespace with the input header stamps and bag times, at the
 input's size or scaled (``--output-scale``, as the node's ``output_scale``), optionally the
 inputs (the images, the ``sensor_msgs/CameraInfo`` topics beside them and ``/tf_static``),
 plus two report files that rosbag2 readers ignore:
@@ -46,6 +48,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore
 from tqdm import tqdm
 
+from dudes_ros.anomaly_locator import AnomalyLocator, camera_geometry
+from dudes_ros.anomaly_regions import RegionConfig
 from dudes_ros.bag.reader import (
     BagError,
     BagMessage,
@@ -57,11 +61,13 @@ from dudes_ros.bag.reader import (
 from dudes_ros.bag.staging import check_destination, staged_output
 from dudes_ros.bag.summary import RunRecorder, synthetic_model_warning
 from dudes_ros.config import ConfigError
+from dudes_ros.ground import FlatGround
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.messages.frame_gate import Frame, FrameGate
 from dudes_ros.messages.outputs import (
-    DEFAULT_IMAGES,
+    DEFAULT_ON_DEMAND,
     IMAGE_TOPICS,
+    ON_DEMAND,
     OUTPUT_TOPICS,
     OutputBuilder,
     output_topic,
@@ -75,7 +81,7 @@ SUMMARY_FILE = "summary.json"
 TIMELINE_FILE = "ood_timeline.png"
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 DEFAULT_OUTPUTS = tuple(name for name in OUTPUT_TOPICS
-                        if name not in IMAGE_TOPICS or name in DEFAULT_IMAGES)
+                        if name not in ON_DEMAND or name in DEFAULT_ON_DEMAND)
 """Outputs written unless ``--outputs`` says otherwise: every one but the colour images."""
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 TF_STATIC = "/tf_static"
@@ -97,6 +103,9 @@ class ProcessOptions:
     output_scale: float = 1.0  # image outputs' size relative to the input (node: output_scale)
     overwrite: bool = False  # replace an existing OUT
     progress: bool = True  # tqdm progress bar on stderr
+    regions: RegionConfig = RegionConfig()  # as the node's regions.* parameters
+    segmentation_class: int = -1  # anomalous pixels into segmentation (node: the same name)
+    ground: FlatGround | None = None  # flat road for ood/points (node: ground.*); None: none
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.outputs if name not in OUTPUT_TOPICS]
@@ -105,6 +114,9 @@ class ProcessOptions:
                               f"{list(OUTPUT_TOPICS)}")
         if not 0.0 < self.output_scale <= 1.0:
             raise ConfigError(f"output scale {self.output_scale}: expected a number in (0, 1]")
+        if not -1 <= self.segmentation_class <= 255:
+            raise ConfigError(f"segmentation class {self.segmentation_class}: expected -1 (off) "
+                              "or a class id in 0..255")
 
 
 def is_output_topic(topic: ImageTopic) -> bool:
@@ -203,7 +215,8 @@ def process_bag(source: str | Path, destination: str | Path, predictor: Predicto
     if destination.resolve() == source.resolve():
         raise ValueError(f"output {destination} is the input bag; choose another path")
     typestore = get_typestore(OUTPUT_TYPESTORE)
-    builder = OutputBuilder(typestore, frozenset(options.outputs) & IMAGE_TOPICS)
+    builder = OutputBuilder(typestore, frozenset(options.outputs) & ON_DEMAND,
+                            segmentation_class=options.segmentation_class)
     with BagReader(source) as bag:
         chosen, skipped = select_input_topics(bag, options.topics)
         if skipped:
@@ -225,14 +238,15 @@ def process_bag(source: str | Path, destination: str | Path, predictor: Predicto
                     offered_qos_profiles=_offered_qos(bag, topic))
                     for topic, msgtype in copied.items()}
                 start = time.perf_counter()
-                _run(bag, chosen, copied, core, builder, writer, connections, recorder,
-                     options)
+                problems = _run(bag, chosen, copied, core, builder, writer, connections,
+                                recorder, options)
                 wall_s = time.perf_counter() - start
             summary = recorder.summary(wall_s, bag_bytes(built))
             summary.update(input=str(source), input_format=bag.format,
                            output=str(destination), output_format=storage,
                            outputs=[name for name in OUTPUT_TOPICS if name in options.outputs],
                            output_scale=options.output_scale, copied_inputs=sorted(copied),
+                           points_problems=problems,
                            model=predictor.provenance(), timeline_png=TIMELINE_FILE)
             if trained_on is not None:
                 summary["trained_on"] = trained_on
@@ -252,11 +266,20 @@ def _copy(bag: BagReader, message: BagMessage, writer: Writer, connections: dict
 
 def _run(bag: BagReader, chosen: list[ImageTopic], copied: dict[str, str],
          core: PerceptionCore, builder: OutputBuilder, writer: Writer, connections: dict,
-         recorder: RunRecorder, options: ProcessOptions) -> None:
+         recorder: RunRecorder, options: ProcessOptions) -> dict[str, str]:
     """The frame loop: decode, gate (``FrameGate``, as the node's, without the staleness
-    check: recorded stamps are old by nature), infer, serialize and write every chosen image
-    message (and copy the ``copied`` input topics as they come, in bag order)."""
+    check: recorded stamps are old by nature), infer, locate the anomalies when an output needs
+    them, serialize and write every chosen image message (and copy the ``copied`` input topics
+    as they come, in bag order). Returns ``{camera: why it got no ood/points}``, each camera's
+    first such reason (e.g. its camera_info is missing or of another size)."""
     by_topic = {t.topic: t for t in chosen}
+    # The latest camera_info per camera namespace, read even when not copied: ood/points
+    # projects through it as the node does through its camera_info subscription.
+    infos = {topic: topic.rsplit("/", 1)[0] for topic, msgtype in
+             companion_topics(bag, chosen).items() if msgtype == CAMERA_INFO}
+    latest_info: dict[str, object] = {}
+    problems: dict[str, str] = {}
+    locator = AnomalyLocator(options.regions)
     gates = {kind: FrameGate(kind, core.predictor.size_problem)
              for kind in (IMAGE, COMPRESSED_IMAGE)}
     serialize = builder.typestore.serialize_cdr
@@ -264,9 +287,12 @@ def _run(bag: BagReader, chosen: list[ImageTopic], copied: dict[str, str],
     total = sum(t.count for t in chosen)
     with tqdm(total=total, unit="frame", desc=bag.path.name, disable=not options.progress,
               dynamic_ncols=True) as bar:
-        for message in bag.messages([*by_topic, *copied]):
+        for message in bag.messages([*by_topic, *{*copied, *infos}]):
+            if message.topic in infos:
+                latest_info[infos[message.topic]] = bag.deserialize(message)
             if message.topic not in by_topic:
-                _copy(bag, message, writer, connections, recorder, builder)
+                if message.topic in copied:
+                    _copy(bag, message, writer, connections, recorder, builder)
                 continue
             start = time.perf_counter()
             topic = by_topic[message.topic]
@@ -281,12 +307,25 @@ def _run(bag: BagReader, chosen: list[ImageTopic], copied: dict[str, str],
                 continue
             result = core.process({topic.camera: frame.rgb})[topic.camera]
             header = builder.header(frame.header)
+            located = None
+            if builder.needs_regions:
+                geometry, problem = camera_geometry(
+                    topic.camera or "/", latest_info.get(topic.namespace), frame.rgb.shape[:2],
+                    options.ground if "ood/points" in names else None)
+                if problem is not None and topic.camera not in problems:
+                    problems[topic.camera] = problem
+                    LOG.warning("%s: no ood/points: %s", topic.topic, problem)
+                located = locator.locate(topic.camera, result.uncertainty,
+                                         result.ood.pixel_threshold, geometry)
             for name in names:
-                data = serialize(builder.message(name, header, topic.camera, result),
-                                 OUTPUT_TOPICS[name])
+                built_message = builder.message(name, header, topic.camera, result, located)
+                if built_message is None:  # ood/points without geometry
+                    continue
+                data = serialize(built_message, OUTPUT_TOPICS[name])
                 writer.write(connections[output_topic(topic.namespace, name)],
                              message.timestamp, data)
                 recorder.written(name, len(data))
             recorder.frame(topic.topic, message.timestamp, result,
                            (time.perf_counter() - start) * 1e3)
             bar.update()
+    return problems

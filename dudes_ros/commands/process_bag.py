@@ -20,6 +20,7 @@ from dudes_ros.bag.reader import BagError, BagReader
 from dudes_ros.bag.staging import check_destination
 from dudes_ros.bag.summary import format_bag_summary, synthetic_model_warning
 from dudes_ros.config import ConfigError
+from dudes_ros.ground import FlatGround
 from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.messages.outputs import OUTPUT_TOPICS
 from dudes_ros.ood import DEFAULT_CLEAR_AFTER, DEFAULT_RAISE_AFTER
@@ -79,6 +80,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "adding segmentation/color to --outputs")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    where = parser.add_argument_group(
+        "anomaly regions (ood/mask, ood/regions, ood/points; as the node's regions.* and "
+        "ground.* parameters)")
+    where.add_argument("--ground-height", type=float, default=0.0, metavar="M",
+                       help="camera height above a level road, metres: writes ood/points, each "
+                       "region's ground contact through the bag's camera_info beside the image "
+                       "(default 0: no ood/points)")
+    where.add_argument("--ground-pitch", type=float, default=0.0, metavar="RAD",
+                       help="camera pitch, radians, positive = down (default 0)")
+    where.add_argument("--segmentation-class", type=int, default=-1, metavar="ID",
+                       help="write anomalous pixels into segmentation as this class id (0-255), "
+                       "for nav2's semantic_segmentation_layer (default -1: off)")
     ood = parser.add_argument_group("OOD alarm (defaults: the model manifest's calibration)")
     ood.add_argument("--pixel-threshold", type=float, default=None)
     ood.add_argument("--frame-threshold", type=float, default=None)
@@ -97,6 +110,13 @@ def ood_from_args(args: argparse.Namespace, model: Path) -> OodConfig:
     overrides = {name: getattr(args, name) for name in
                  ("pixel_threshold", "frame_threshold", "raise_after", "clear_after")}
     return OodConfig.from_calibration(ood_calibration(model), **overrides)
+
+
+def ground_from_args(args: argparse.Namespace) -> FlatGround | None:
+    """The flat road of ``--ground-height``/``--ground-pitch``; None for height 0 (no points)."""
+    if args.ground_height == 0.0:
+        return None
+    return FlatGround(args.ground_height, args.ground_pitch)
 
 
 def _choose_before_loading(args: argparse.Namespace) -> tuple[str, ...]:
@@ -132,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
         options = ProcessOptions(topics=_choose_before_loading(args), storage=args.storage,
                                  include_inputs=args.include_inputs,
                                  outputs=chosen_outputs(args), output_scale=args.output_scale,
-                                 overwrite=args.overwrite, progress=not args.no_progress)
+                                 overwrite=args.overwrite, progress=not args.no_progress,
+                                 segmentation_class=args.segmentation_class,
+                                 ground=ground_from_args(args))
         ood = ood_from_args(args, model)
         trained_on = model_trained_on(model)
         warning = synthetic_model_warning(trained_on)

@@ -48,7 +48,7 @@ IMAGE_TOPICS = frozenset(name for name, msgtype in OUTPUT_TOPICS.items() if msgt
 # Built only when asked for (the node: while subscribed); ood and ood_alarm always are.
 ON_DEMAND = IMAGE_TOPICS | frozenset(REGION_TOPICS)
 COLOR_TOPICS = frozenset({"segmentation/color", "uncertainty/color"})
-DEFAULT_OUTPUTS = ON_DEMAND - COLOR_TOPICS  # what a bag gets unless colour is asked for
+DEFAULT_ON_DEMAND = ON_DEMAND - COLOR_TOPICS  # what a bag gets unless colour is asked for
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 NODE_NAME = "dudes_node"  # offline outputs; the live node passes its fully qualified name
@@ -100,7 +100,7 @@ class OutputBuilder:
     ``segmentation`` under that class id, for nav2's semantic_segmentation_layer; -1 = off."""
 
     typestore: Typestore
-    outputs: frozenset[str] = DEFAULT_OUTPUTS
+    outputs: frozenset[str] = DEFAULT_ON_DEMAND
     node_name: str = NODE_NAME
     segmentation_class: int = -1
 

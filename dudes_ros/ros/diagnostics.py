@@ -119,6 +119,8 @@ def node_status(node: Any) -> DiagnosticStatus:
             for camera in publishers)))
     values += node.stats.summary()
     problems = inputs.problems(config.intake.input_timeout) if inputs is not None else []
+    if node.camera_geometry is not None:  # why ood/points is not published
+        problems += node.camera_geometry.problems()
     if core is not None and core.predictor.cpu_fallback:  # a GPU machine running on the CPU
         problems.append(f"running on the CPU: {core.predictor.selected_because}")
     level, message = health.level_and_message(

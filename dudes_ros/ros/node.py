@@ -22,10 +22,11 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.typesys import get_typestore
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Bool
 
 from dudes_ros.messages.outputs import OUTPUT_TOPICS
+from dudes_ros.messages.regions import POINT_CLOUD2
 from dudes_ros.messages.types import (
     BOOL,
     COMPRESSED_IMAGE,
@@ -35,23 +36,20 @@ from dudes_ros.messages.types import (
 )
 from dudes_ros.perception import PerceptionCore
 from dudes_ros.ros import diagnostics, health, loading, params, usage
+from dudes_ros.ros.camera_geometry import CameraGeometry, camera_topic
 from dudes_ros.ros.cdr_publisher import CdrPublisher
 from dudes_ros.ros.intake import Intake, WorkerOwned
 from dudes_ros.ros.worker import Worker
 
 MSG_CLASSES = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage,  # inputs and OUTPUT_TOPICS
-               DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}
-
-
-def topic(camera: str, name: str) -> str:
-    """Relative topic of ``name`` for ``camera`` ("" = un-prefixed single camera)."""
-    return f"{camera}/{name}" if camera else name
+               DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool, POINT_CLOUD2: PointCloud2}
 
 
 class DudesNode(Node):
     """Lifecycle node; see docs/node.md for its topics and parameters. ``diagnostics`` and
     ``Worker`` read its public state: ``config``, ``core``, ``failure``, ``inputs``, ``intake``,
-    ``output_publishers``, ``live_outputs``, ``trained_on``, ``stats``, ``typestore``."""
+    ``camera_geometry``, ``output_publishers``, ``live_outputs``, ``trained_on``, ``stats``,
+    ``typestore``."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("dudes_node", **kwargs)
@@ -66,6 +64,7 @@ class DudesNode(Node):
         self.live_outputs: dict[str, frozenset[str]] = {}  # camera -> image outputs built
         self.inputs: health.InputWatch | None = None  # while active
         self.intake: Intake | None = None  # while active
+        self.camera_geometry: CameraGeometry | None = None  # while active
         self.trained_on: dict | None = None  # of the configured model
         self.typestore = get_typestore(OUTPUT_TYPESTORE)
         self._subscriptions_by_camera: dict[str, Any] = {}
@@ -96,7 +95,7 @@ class DudesNode(Node):
         for camera in self.config.intake.camera_names:
             self.output_publishers[camera] = {
                 name: CdrPublisher(self.create_lifecycle_publisher(
-                    MSG_CLASSES[msgtype], topic(camera, name), output_qos),
+                    MSG_CLASSES[msgtype], camera_topic(camera, name), output_qos),
                     self.typestore, msgtype)
                 for name, msgtype in OUTPUT_TOPICS.items()}
         self._diagnostics.restart(self.config.diagnostics.period)
@@ -124,11 +123,14 @@ class DudesNode(Node):
                 MSG_CLASSES[msgtype], name, lambda msg: None, qos, callback_group=worker_owned,
                 raw=True)
             self._subscriptions_by_camera[camera] = sub
-            inputs.append(health.Input(camera, topic(camera, "image"), sub.topic_name, msgtype))
+            inputs.append(health.Input(camera, camera_topic(camera, "image"), sub.topic_name,
+                                       msgtype))
             self.get_logger().info(health.input_line(
                 inputs[-1], settings.transport, self.resolve_topic_name(inputs[-1].relative)))
         self.inputs = health.InputWatch(self, inputs, settings.reliability == "reliable")
         self.intake = Intake(self.context, self._subscriptions_by_camera)
+        self.camera_geometry = CameraGeometry(self, settings.camera_names,
+                                              self.config.depth_topic, qos)
         self._worker = Worker(self, self.intake)
         return super().on_activate(state)
 
@@ -180,7 +182,7 @@ class DudesNode(Node):
     def _input_topic(self, camera: str) -> tuple[str, str]:
         """``(topic, type)`` this camera reads (``params.input_topic`` on the remapped base
         topic); a remapping of ``<base>/compressed`` itself is honoured as given."""
-        base = topic(camera, "image")
+        base = camera_topic(camera, "image")
         name, msgtype = params.input_topic(self.resolve_topic_name(base),
                                         self.config.intake.transport)
         own = f"{base}/compressed"
@@ -204,7 +206,9 @@ class DudesNode(Node):
         for sub in self._subscriptions_by_camera.values():
             self.destroy_subscription(sub)
         self._subscriptions_by_camera = {}
-        self.inputs = None
+        if self.camera_geometry is not None:
+            self.camera_geometry.close()
+        self.camera_geometry = self.inputs = None
 
     def _close_predictor(self) -> None:
         if self.core is not None:

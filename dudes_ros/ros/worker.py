@@ -2,9 +2,10 @@
 
 The worker waits on the image subscriptions itself (``Intake``), takes the newest message of
 every camera, passes each through the ``FrameGate`` (decode, staleness, conversion, size: the
-gate ``process-bag`` uses too), infers (one batch per resolution) and scores; the pool's
-``PUBLISH_THREADS`` threads build and publish the outputs, and the worker waits for them before
-its next step. A context shut down under it (SIGINT, SIGTERM) ends it quietly.
+gate ``process-bag`` uses too), infers (one batch per resolution) and scores, locates the
+anomaly regions when a subscribed output needs them (``AnomalyLocator``, as ``process-bag``);
+the pool's ``PUBLISH_THREADS`` threads build and publish the outputs, and the worker waits for
+them before its next step. A context shut down under it (SIGINT, SIGTERM) ends it quietly.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from dudes_ros.anomaly_locator import AnomalyLocator, Located
 from dudes_ros.inference.predictor import Predictor
 from dudes_ros.messages.frame_gate import DROPPED_STALE, Frame, FrameGate
-from dudes_ros.messages.outputs import IMAGE_TOPICS, OutputBuilder
+from dudes_ros.messages.outputs import ON_DEMAND, OutputBuilder
 from dudes_ros.messages.types import COMPRESSED_IMAGE, IMAGE
 from dudes_ros.perception import FrameResult
 from dudes_ros.ros.intake import Intake, Taken
@@ -50,6 +52,7 @@ class Worker:
         self.intake = intake
         self._stop = threading.Event()
         self._last_log: dict[str, float] = {}
+        self._locator = AnomalyLocator(node.config.regions)  # tracks restart with the worker
         self._pool = ThreadPoolExecutor(PUBLISH_THREADS, "dudes_publish")
         self._thread = threading.Thread(target=self._work, name="dudes_worker", daemon=True)
         self._thread.start()
@@ -116,7 +119,7 @@ class Worker:
             for camera, result in results.items():
                 if self._stopping():  # no subscription count nor publish on a dead context
                     return
-                published[camera] = self._publish(camera, frames[camera].header, result)
+                published[camera] = self._publish(camera, frames[camera], result)
         finally:  # every task submitted ends before the next step uses the publishers
             wait([f for futures in published.values() for f in futures])
         for camera, result in results.items():
@@ -127,7 +130,7 @@ class Worker:
                       node_overhead_ms=latency - result.inference_ms,
                       header_age_ms=frames[camera].age_s * 1e3, alarm=float(result.alarm))
 
-    def _publish(self, camera: str, header: Any, result: FrameResult) -> list[Future]:
+    def _publish(self, camera: str, frame: Frame, result: FrameResult) -> list[Future]:
         """Every output of one frame, built with ``OutputBuilder`` (as ``process-bag`` builds
         them) and published as CDR through rcl (``CdrPublisher``: one copy of each image before
         the middleware's, where an rclpy message costs three). Each output is built and sent
@@ -136,18 +139,34 @@ class Worker:
         never used by two threads at once."""
         node = self.node
         pubs = node.output_publishers[camera]
-        # Image outputs nobody subscribes to are neither built nor copied; asked every frame,
-        # so a subscriber that arrives gets the next frame. ood and ood_alarm always go out.
-        live = frozenset(name for name in IMAGE_TOPICS
+        # Outputs nobody subscribes to are neither built nor copied, nor are regions found
+        # for them; asked every frame, so a subscriber that arrives gets the next frame. ood
+        # and ood_alarm always go out.
+        live = frozenset(name for name in ON_DEMAND
                          if pubs[name].publisher.get_subscription_count() > 0)
         node.live_outputs[camera] = live
-        builder = OutputBuilder(node.typestore, live, node_name=node.get_fully_qualified_name())
-        header = builder.header(header)
+        config = node.config
+        builder = OutputBuilder(node.typestore, live, node.get_fully_qualified_name(),
+                                config.segmentation_class)
+        header = builder.header(frame.header)
+        located = self._locate(camera, frame, result, live) if builder.needs_regions else None
 
         def send(name: str) -> int:
-            pubs[name].publish(builder.message(name, header, camera or "camera", result))
+            message = builder.message(name, header, camera or "camera", result, located)
+            if message is not None:  # ood/points without geometry: nothing to say
+                pubs[name].publish(message)
             return time.monotonic_ns()
         return [self._pool.submit(send, name) for name in builder.names()]
+
+    def _locate(self, camera: str, frame: Frame, result: FrameResult,
+                live: frozenset[str]) -> Located:
+        config = self.node.config
+        if self._locator.config != config.regions:  # changed at run time
+            self._locator.set_config(config.regions)
+        geometry = self.node.camera_geometry.geometry(camera, frame.rgb.shape[:2], config.ground,
+                                                      wanted="ood/points" in live)
+        return self._locator.locate(camera, result.uncertainty, result.ood.pixel_threshold,
+                                    geometry)
 
     def _log_throttled(self, key: str, text: str, error: bool = False) -> None:
         now = time.monotonic()
