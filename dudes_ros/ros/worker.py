@@ -147,7 +147,7 @@ class Worker:
         node.live_outputs[camera] = live
         config = node.config
         builder = OutputBuilder(node.typestore, live, node.get_fully_qualified_name(),
-                                config.segmentation_class)
+                                config.regions_segmentation_class)
         header = builder.header(frame.header)
         located = self._locate(camera, frame, result, live) if builder.needs_regions else None
 
