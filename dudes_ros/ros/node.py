@@ -250,18 +250,10 @@ class DudesNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``dudes_node``: spin the node; autostart configures and activates it.
-    ``-h``/``--help`` prints the usage and returns 0 without starting ROS; any other argument
-    before ``--ros-args`` is refused (ROS would ignore it: a ``-p`` there sets nothing)."""
-    argv = sys.argv[1:] if args is None else list(args)
-    if usage.wants_help(argv):
-        print(usage.usage(), end="")
-        return 0
-    stray = usage.stray_arguments(argv)
-    if stray:
-        print(f"dudes_node: error: unrecognised argument(s) {stray}; ROS arguments go after "
-              "--ros-args, e.g. dudes_node --ros-args -r image:=/camera/image_raw (dudes_node "
-              "--help)", file=sys.stderr)
-        return 2
+    Help and stray arguments are answered without starting ROS (``usage``)."""
+    answered = usage.answer_without_ros(sys.argv[1:] if args is None else list(args))
+    if answered is not None:
+        return answered
     rclpy.init(args=args)
     node = DudesNode()
     code, signalled = 0, False

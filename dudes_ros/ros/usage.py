@@ -5,6 +5,7 @@ disagree with them."""
 from __future__ import annotations
 
 import math
+import sys
 import textwrap
 
 from dudes_ros.messages.outputs import OUTPUT_TOPICS
@@ -42,6 +43,22 @@ def wants_help(argv: list[str]) -> bool:
 def stray_arguments(argv: list[str]) -> list[str]:
     """The node's own arguments that mean nothing to it (it has none but help)."""
     return [arg for arg in _own(argv) if arg not in HELP_FLAGS]
+
+
+def answer_without_ros(argv: list[str]) -> int | None:
+    """For ``dudes_node``'s own arguments (those before ``--ros-args``): print the usage and
+    return 0 on ``-h``/``--help``, refuse anything else with 2 (ROS would ignore it: a ``-p``
+    there sets nothing), or None to start the node."""
+    if wants_help(argv):
+        print(usage(), end="")
+        return 0
+    stray = stray_arguments(argv)
+    if stray:
+        print(f"dudes_node: error: unrecognised argument(s) {stray}; ROS arguments go after "
+              "--ros-args, e.g. dudes_node --ros-args -r image:=/camera/image_raw (dudes_node "
+              "--help)", file=sys.stderr)
+        return 2
+    return None
 
 
 def usage() -> str:
