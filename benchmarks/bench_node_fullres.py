@@ -11,9 +11,12 @@ every subscribed output of the previous step arrived), and takes the outputs wit
 subscriptions: "received" is the middleware's ``received_timestamp``. Per camera frame:
 overhead = (last subscribed output received - input stamp) - the node's inference p50 (from
 /diagnostics); input age = the node's stamp -> worker figure. Subscriber sets: ``all`` (every
-output, colour images included) and ``planner`` (``segmentation``, ``confidence``,
-``ood_alarm``). Configurations run alternately (baseline, current, baseline, ...) with
-``--repeats``, so slow phases of a shared machine hit both. ``--floor`` adds
+per-pixel output, colour images included), ``planner`` (``segmentation``, ``confidence``,
+``ood_alarm``) and ``planner+regions`` (the planner set and ``ood/mask``, ``ood/regions``,
+``ood/points``; the consumer publishes each camera's ``camera_info`` and the node gets a flat
+ground, so the regions are found and projected every frame). Configurations run alternately
+(baseline, current, baseline, ...) with ``--repeats``, so slow phases of a shared machine hit
+both. ``--floor`` adds
 ``transport_floor_node.py``: the node's topics and transport without its work.
 """
 
@@ -45,7 +48,12 @@ from dudes_ros.ros.distro import current  # noqa: E402
 
 SETS = {"all": ("segmentation", "segmentation/color", "uncertainty", "uncertainty/color",
                 "confidence", "ood", "ood_alarm"),
-        "planner": ("segmentation", "confidence", "ood_alarm")}
+        "planner": ("segmentation", "confidence", "ood_alarm"),
+        "planner+regions": ("segmentation", "confidence", "ood_alarm", "ood/mask",
+                            "ood/regions", "ood/points")}
+MSG = {"ood": "diagnostic_msgs/msg/DiagnosticArray",
+       "ood/regions": "diagnostic_msgs/msg/DiagnosticArray",
+       "ood/points": "sensor_msgs/msg/PointCloud2"}  # others: sensor_msgs/msg/Image
 PROFILE = REPO / "config" / "fastdds_full_resolution.xml"
 
 
@@ -73,7 +81,7 @@ class Consumer:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from rosbags.typesys import get_typestore
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
         from std_msgs.msg import Bool
 
         from dudes_ros.messages.conversions import array_to_image_fields
@@ -86,7 +94,7 @@ class Consumer:
         self.store = get_typestore(OUTPUT_TYPESTORE)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.cameras, self.outputs = cameras, outputs
-        self.pubs, self.frames, self.subs = {}, {}, []
+        self.pubs, self.frames, self.subs, self.infos = {}, {}, [], {}
         self.got: dict[tuple[str, str], dict[str, int]] = {}  # (camera, output) -> id -> ns
         self.alarms: dict[str, list[int]] = {c: [] for c in cameras}
         self.diagnostics: dict[str, str] = {}
@@ -95,6 +103,12 @@ class Consumer:
                 Image, f"{camera}/image", qos_profile_sensor_data), self.store, IMAGE)
             self.frames[camera] = [array_to_image_fields(rgb, "rgb8")
                                    for rgb in street_frames(3, image, k)]
+            if "ood/points" in outputs:  # a 90 degree lens, centred
+                info = CameraInfo(height=image[0], width=image[1])
+                info.k = [image[1] / 2, 0.0, image[1] / 2 - 0.5, 0.0, image[1] / 2,
+                          image[0] / 2 - 0.5, 0.0, 0.0, 1.0]
+                self.infos[camera] = (self.node.create_publisher(
+                    CameraInfo, f"{camera}/camera_info", reliable), info)
             for name in outputs:
                 if name == "ood_alarm":
                     self.subs.append(self.node.create_subscription(
@@ -103,8 +117,9 @@ class Consumer:
                             info["received_timestamp"]), reliable, raw=True))
                     continue
                 self.got[(camera, name)] = {}
-                msg_type = DiagnosticArray if name == "ood" else Image
-                msgtype = ("diagnostic_msgs/msg/DiagnosticArray" if name == "ood" else IMAGE)
+                msgtype = MSG.get(name, IMAGE)
+                msg_type = {IMAGE: Image, MSG["ood"]: DiagnosticArray,
+                            MSG["ood/points"]: PointCloud2}[msgtype]
                 self.subs.append(self.node.create_subscription(
                     msg_type, f"{camera}/{name}",
                     lambda raw, info, c=camera, n=name, t=msgtype: self._on(c, n, t, raw, info),
@@ -125,6 +140,8 @@ class Consumer:
         return spin_until(self.executor, condition, timeout)
 
     def ready(self) -> bool:
+        for pub, info in self.infos.values():  # camera_info goes out with the camera's frames
+            pub.publish(info)
         return all(p.publisher.get_subscription_count() > 0 for p in self.pubs.values()) and all(
             s.get_publisher_count() > 0 for s in self.subs)
 
@@ -230,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                ("1 camera, all outputs", ["front"], "all", {}),
                ("3 cameras, planner", ["front", "left", "right"], "planner", {}),
                ("1 camera, all outputs, output_scale 0.5", ["front"], "all",
-                {"output_scale": 0.5})]
+                {"output_scale": 0.5}),
+               ("1 camera, planner + anomaly regions", ["front"], "planner+regions",
+                {"ground.height": 1.5})]
     rows = []
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.update(dict.fromkeys(current().profile_variables, str(PROFILE)))
@@ -242,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 for title, cameras, outputs, params in configs:
                     for name, tree, script in trees:
                         if params and name == "baseline":
-                            continue  # the baseline (db14bf0) has no output_scale
+                            continue  # parameters the baseline may not have
                         r = run_config(tree, model, cameras, outputs, args.image, args.frames,
                                        args.warmup, args.latency_ms, Path(tmp),
                                        f"{name}-{repeat}-{len(rows)}", script, **params)

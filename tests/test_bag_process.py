@@ -369,7 +369,8 @@ def test_cli_on_the_demo_bag_processes_the_camera_only_with_the_bundled_model(
     assert Path(summary["model"]["model"]) == bundled_model()
     out = read_back(tmp_path / "out")
     assert set(out) == {f"/dudes_demo/{s}" for s in ("segmentation", "uncertainty",
-                                                     "confidence", "ood", "ood_alarm")}
+                                                     "confidence", "ood", "ood_alarm",
+                                                     "ood/mask", "ood/regions")}
     with AnyReader([demo_bag]) as reader:
         stamps = [reader.deserialize(raw, c.msgtype).header.stamp for c, _, raw in
                   reader.messages([c for c in reader.connections if c.topic == IMAGE_TOPIC])]
