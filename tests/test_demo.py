@@ -28,7 +28,8 @@ BAG_TOPICS = {f"{NS}/image": "sensor_msgs/msg/Image",
               f"{NS}/uncertainty": "sensor_msgs/msg/Image",
               f"{NS}/confidence": "sensor_msgs/msg/Image",
               f"{NS}/ood": "diagnostic_msgs/msg/DiagnosticArray",
-              f"{NS}/ood_alarm": "std_msgs/msg/Bool"}
+              f"{NS}/ood_alarm": "std_msgs/msg/Bool",
+              f"{NS}/ood/regions": "diagnostic_msgs/msg/DiagnosticArray"}
 DRIVE = {"seed": 1, "size": (64, 128), "n_frames": 10, "enter_frame": 3, "leave_frame": 7}
 
 
@@ -37,7 +38,7 @@ def _records(alarms: list[bool], scores: list[float] | None = None) -> list[Fram
     for i, alarm in enumerate(alarms):
         r = FrameRecord(i, 1000 + i, 4, 8, published=float(i))
         r.received = {k: i + 0.05 for k in ("segmentation", "uncertainty", "confidence", "ood",
-                                            "ood_alarm")}
+                                            "ood_alarm", "ood/regions")}
         r.score, r.threshold, r.alarm = (scores[i] if scores else 0.0), 0.1, alarm
         records.append(r)
     return records
@@ -202,6 +203,9 @@ def _read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
     return out
 
 
+REGION_KEYS = ("id", "x", "y", "width", "height")
+
+
 def _stamp(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
@@ -271,6 +275,15 @@ def test_short_demo_end_to_end_matches_bag_and_offline_run(tiny_model: Path,
     ood_alarm_values = [{kv.key: kv.value for kv in m.status[0].values}["alarm"] == "true"
                         for _, m in bag[f"{NS}/ood"]]
     assert ood_alarm_values == alarms
+    # the regions: the node's (the offline locator's on the same u maps), in summary and bag
+    from dudes_ros.anomaly_locator import AnomalyLocator
+
+    locator = AnomalyLocator()
+    expected = [[{"id": r.id, "x": r.x, "y": r.y, "width": r.width, "height": r.height}
+                 for r in locator.locate("", u, pixel).regions] for u in uncertainty]
+    assert [f["regions"] for f in summary["frames"]] == expected
+    assert [[{kv.key: int(kv.value) for kv in status.values if kv.key in REGION_KEYS}
+             for status in m.status] for _, m in bag[f"{NS}/ood/regions"]] == expected
 
     # ground truth from the rendered anomaly masks
     assert [f["in_view"] for f in summary["frames"]] == list(drive.in_view)
