@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+# Image files the package reads (calibration folders, image-folder drives, anomaly benchmarks):
+# what OpenCV's imread decodes in every wheel.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
 
 def _umask() -> int:
     mask = os.umask(0)

@@ -144,7 +144,7 @@ def ground_points(region: Region, components: np.ndarray, intrinsics: CameraIntr
                   ground: FlatGround) -> np.ndarray:
     """Float32 [N, 3] optical-frame points of ``region``'s ground contact on ``ground``;
     ``components`` int32 [H, W] is ``Regions.components`` at the intrinsics' size."""
-    _check_size(components, intrinsics)
+    _check_matches_intrinsics(components, intrinsics)
     u, v = contact_pixels(region, components)
     return project_to_ground(intrinsics, ground, u, v)
 
@@ -155,7 +155,7 @@ def depth_points(region: Region, components: np.ndarray, intrinsics: CameraIntri
     ``depth`` image [H, W] (uint16 millimetres, as 16UC1, or float32 metres, as 32FC1) at the
     intrinsics' size; the contact row is the bottom-most pixel itself. Pixels without depth (0,
     NaN, inf) or farther than ``max_range_m`` give no point."""
-    _check_size(components, intrinsics)
+    _check_matches_intrinsics(components, intrinsics)
     if depth.shape != components.shape:
         raise ValueError(f"depth image is {depth.shape[1]}x{depth.shape[0]} but the regions are "
                          f"{components.shape[1]}x{components.shape[0]}; expected the same size")
@@ -172,7 +172,7 @@ def depth_points(region: Region, components: np.ndarray, intrinsics: CameraIntri
     return (rays(intrinsics, u[ok], rows[ok]) * z[ok, None]).astype(np.float32)
 
 
-def _check_size(components: np.ndarray, intrinsics: CameraIntrinsics) -> None:
+def _check_matches_intrinsics(components: np.ndarray, intrinsics: CameraIntrinsics) -> None:
     if components.shape != (intrinsics.height, intrinsics.width):
         raise ValueError(f"regions are {components.shape[1]}x{components.shape[0]} but the "
                          f"intrinsics are for {intrinsics.width}x{intrinsics.height}; resize "

@@ -23,11 +23,11 @@ from dudes_ros.ros.health import (
     Publisher,
     input_problem,
     level_and_message,
-    model_trained_on,
     synthetic_warning,
     trained_on_text,
 )
 from dudes_ros.ros.params import PARAMETERS
+from dudes_ros.runtime.manifest import model_trained_on
 from tests.conftest import REPO
 
 RAW = Input("", "image", "/cam/image_raw", IMAGE)

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from dudes_ros.data.cityscapes import DatasetLayoutError, read_image, read_single_channel
+from dudes_ros.files import IMAGE_SUFFIXES
 from dudes_ros.labels import IGNORE_INDEX
 
 IMAGE_DIRS = ("images", "original")
 MASK_DIRS = ("labels", "labels_masks", "masks")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ANOMALY, IN_DISTRIBUTION, VOID = 1, 0, 255
-LAYOUT = ("<root>/images/<name>.png|.jpg with masks <root>/labels/<name>.png "
+ANOMALY_BENCHMARK_LAYOUT = ("<root>/images/<name>.png|.jpg with masks <root>/labels/<name>.png "
           "(1 = anomaly, 0 = in-distribution, 255 = void), as Fishyscapes Lost & Found and "
           "Road Anomaly are distributed")
 
@@ -39,7 +39,7 @@ def _find_dir(root: Path, names: tuple[str, ...], what: str) -> Path:
         if (root / name).is_dir():
             return root / name
     raise DatasetLayoutError(f"{root} has no {what} folder ({' or '.join(names)}); expected "
-                             f"{LAYOUT}")
+                             f"{ANOMALY_BENCHMARK_LAYOUT}")
 
 
 class AnomalyBenchmark:
@@ -50,13 +50,13 @@ class AnomalyBenchmark:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetLayoutError(f"anomaly data {self.root} is not a folder; expected "
-                                     f"{LAYOUT}")
+                                     f"{ANOMALY_BENCHMARK_LAYOUT}")
         image_dir = _find_dir(self.root, IMAGE_DIRS, "image")
         mask_dir = _find_dir(self.root, MASK_DIRS, "mask")
         images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise DatasetLayoutError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under "
-                                     f"{image_dir}; expected {LAYOUT}")
+                                     f"{image_dir}; expected {ANOMALY_BENCHMARK_LAYOUT}")
         self.samples: list[tuple[Path, Path]] = []
         for image in images:
             folder = mask_dir / image.parent.relative_to(image_dir)

@@ -26,7 +26,7 @@ from dudes_ros.labels import label_ids_to_train_ids
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 ANOMALY_SUFFIX = "_gtFine_anomalyMask.png"
-LAYOUT = ("<root>/leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png with labels in "
+CITYSCAPES_LAYOUT = ("<root>/leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png with labels in "
           "<root>/gtFine/<split>/<city>/<stem>_gtFine_labelIds.png")
 
 
@@ -70,11 +70,11 @@ class CityscapesDataset(Dataset):
         for folder in (image_dir, label_dir):
             if not folder.is_dir():
                 raise DatasetLayoutError(f"{folder} does not exist; expected the Cityscapes "
-                                         f"layout {LAYOUT}")
+                                         f"layout {CITYSCAPES_LAYOUT}")
         images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
         if not images:
             raise DatasetLayoutError(f"no images found under {image_dir}; expected the "
-                                     f"Cityscapes layout {LAYOUT}")
+                                     f"Cityscapes layout {CITYSCAPES_LAYOUT}")
         self.samples: list[tuple[Path, Path, Path | None]] = []
         for image in images:
             stem = image.name[: -len(IMAGE_SUFFIX)]
@@ -82,7 +82,7 @@ class CityscapesDataset(Dataset):
             label = label_dir / city / f"{stem}{LABEL_SUFFIX}"
             if not label.is_file():
                 raise DatasetLayoutError(f"label file {label} for image {image} is missing; "
-                                         f"expected the Cityscapes layout {LAYOUT}")
+                                         f"expected the Cityscapes layout {CITYSCAPES_LAYOUT}")
             anomaly = label_dir / city / f"{stem}{ANOMALY_SUFFIX}"
             self.samples.append((image, label, anomaly if anomaly.is_file() else None))
 

@@ -72,7 +72,7 @@ def _jitter(rng: np.random.Generator, color: Rgb, amount: float) -> Rgb:
     return tuple(int(min(255, max(0, c + d))) for c, d in zip(color, noise, strict=True))  # type: ignore
 
 
-class Builder:
+class WorldBuilder:
     """Collects prims for one world; knows the camera height, sun and face shading."""
 
     def __init__(self, rng: np.random.Generator, camera: Camera, style: Style) -> None:
@@ -165,7 +165,7 @@ def build_world(rng: np.random.Generator, z_end: float = 160.0, ego_speed: float
     ``camera`` (random when None) must then have been drawn from ``rng`` by the caller.
     """
     camera = random_camera(rng) if camera is None else camera
-    b = Builder(rng, camera, random_style(rng))
+    b = WorldBuilder(rng, camera, random_style(rng))
     n_lanes = int(rng.integers(2, 5))
     lane_w = rng.uniform(2.8, 3.6)
     ego = int(rng.integers(n_lanes))
@@ -186,7 +186,7 @@ def build_world(rng: np.random.Generator, z_end: float = 160.0, ego_speed: float
     return World(camera, b.style, ground, sides, objects, road, ego_lane, sidewalks)
 
 
-def _ground(b: Builder, road: tuple[float, float], lane_w: float, n_lanes: int, z_end: float,
+def _ground(b: WorldBuilder, road: tuple[float, float], lane_w: float, n_lanes: int, z_end: float,
             z_far: float) -> tuple[list[Prim], list[tuple[float, float]], tuple[float, float]]:
     rng = b.rng
     z0 = -50.0
@@ -227,7 +227,7 @@ def _ground(b: Builder, road: tuple[float, float], lane_w: float, n_lanes: int, 
     return prims, sidewalks, (outer[0], outer[1])
 
 
-def _markings(b: Builder, road: tuple[float, float], lane_w: float, n_lanes: int, z0: float,
+def _markings(b: WorldBuilder, road: tuple[float, float], lane_w: float, n_lanes: int, z0: float,
               z_end: float, z_far: float) -> list[Prim]:
     rng = b.rng
     paint = _jitter(rng, (215, 215, 210), 10)
@@ -248,7 +248,7 @@ def _markings(b: Builder, road: tuple[float, float], lane_w: float, n_lanes: int
     return prims
 
 
-def _skyline(b: Builder) -> list[Thing]:
+def _skyline(b: WorldBuilder) -> list[Thing]:
     """Distant buildings and tree lines on the horizon; they move with the camera."""
     rng = b.rng
     z = SKY_DISTANCE
@@ -267,7 +267,7 @@ def _skyline(b: Builder) -> list[Thing]:
     return things
 
 
-def _windows(b: Builder, face: str, fixed: float, span: tuple[float, float],
+def _windows(b: WorldBuilder, face: str, fixed: float, span: tuple[float, float],
              height: float) -> np.ndarray | None:
     """Window quads on a facade: ``face`` 'x' (along z at x = fixed) or 'z' (across x)."""
     rng = b.rng
@@ -288,7 +288,7 @@ def _windows(b: Builder, face: str, fixed: float, span: tuple[float, float],
     return np.stack([along, up, fixed_col], -1)
 
 
-def _blocks(b: Builder, side: int, x_edge: float, z_stop: float) -> list[Thing]:
+def _blocks(b: WorldBuilder, side: int, x_edge: float, z_stop: float) -> list[Thing]:
     """Buildings, walls, fences and hedges along one side of the street."""
     rng = b.rng
     things: list[Thing] = []
@@ -313,7 +313,7 @@ def _blocks(b: Builder, side: int, x_edge: float, z_stop: float) -> list[Thing]:
     return things
 
 
-def _building(b: Builder, side: int, x_in: float, z: float, length: float) -> list[Thing]:
+def _building(b: WorldBuilder, side: int, x_in: float, z: float, length: float) -> list[Thing]:
     rng = b.rng
     height = rng.uniform(5, 28)
     depth = rng.uniform(8, 20)
@@ -329,7 +329,7 @@ def _building(b: Builder, side: int, x_in: float, z: float, length: float) -> li
     return [Thing(z, prims, [b.box_shadow(x0, x1, z, z + length, height)])]
 
 
-def _barrier(b: Builder, side: int, x: float, z: float, length: float, kind: str) -> Thing:
+def _barrier(b: WorldBuilder, side: int, x: float, z: float, length: float, kind: str) -> Thing:
     rng = b.rng
     height = rng.uniform(1.0, 2.5) if kind == "wall" else rng.uniform(1.0, 2.0)
     thick = 0.3 if kind == "wall" else 0.06
@@ -349,7 +349,7 @@ def _barrier(b: Builder, side: int, x: float, z: float, length: float, kind: str
     return Thing(z - 0.01, prims, [b.box_shadow(x0, x1, z, z + length, height)])
 
 
-def _furniture(b: Builder, side: int, curb_x: float, z_end: float) -> list[Thing]:
+def _furniture(b: WorldBuilder, side: int, curb_x: float, z_end: float) -> list[Thing]:
     """Poles (bare, with a sign, with a traffic light or a lamp arm) and trees."""
     rng = b.rng
     things = []
@@ -364,7 +364,7 @@ def _furniture(b: Builder, side: int, curb_x: float, z_end: float) -> list[Thing
     return things
 
 
-def _pole(b: Builder, side: int, x: float, z: float) -> Thing:
+def _pole(b: WorldBuilder, side: int, x: float, z: float) -> Thing:
     rng = b.rng
     w = rng.uniform(0.08, 0.22)
     height = rng.uniform(3.0, 8.0)
@@ -390,7 +390,7 @@ def _pole(b: Builder, side: int, x: float, z: float) -> Thing:
     return Thing(z - 0.2, prims, [shadow])
 
 
-def _sign(b: Builder, x: float, top: float, z: float) -> list[Prim]:
+def _sign(b: WorldBuilder, x: float, top: float, z: float) -> list[Prim]:
     rng = b.rng
     r = rng.uniform(0.3, 0.45)
     shape = rng.choice(("round", "triangle", "square"))
@@ -410,7 +410,7 @@ def _sign(b: Builder, x: float, top: float, z: float) -> list[Prim]:
             Prim(polys[1][None], inner, T["traffic sign"])]
 
 
-def _traffic_light(b: Builder, x: float, top: float, z: float) -> list[Prim]:
+def _traffic_light(b: WorldBuilder, x: float, top: float, z: float) -> list[Prim]:
     rng = b.rng
     housing = _jitter(rng, (35, 38, 35), 6)
     prims = [Prim(front_quad(x - 0.17, x + 0.17, top, top + 0.9, z)[None], housing,
@@ -424,7 +424,7 @@ def _traffic_light(b: Builder, x: float, top: float, z: float) -> list[Prim]:
     return prims
 
 
-def _tree(b: Builder, x: float, z: float) -> Thing:
+def _tree(b: WorldBuilder, x: float, z: float) -> Thing:
     rng = b.rng
     trunk_h = rng.uniform(1.8, 3.5)
     w = rng.uniform(0.2, 0.4)
@@ -443,7 +443,7 @@ def _tree(b: Builder, x: float, z: float) -> Thing:
     return Thing(z - 0.3, prims, [shadow, b.box_shadow(x - w / 2, x + w / 2, z, z + w, trunk_h)])
 
 
-def _people(b: Builder, x0: float, x1: float, z_end: float) -> list[Thing]:
+def _people(b: WorldBuilder, x0: float, x1: float, z_end: float) -> list[Thing]:
     rng = b.rng
     things = []
     for _ in range(int(rng.integers(0, 1 + round(5 * z_end / 160)))):
@@ -451,7 +451,7 @@ def _people(b: Builder, x0: float, x1: float, z_end: float) -> list[Thing]:
     return things
 
 
-def _person(b: Builder, x: float, z: float) -> Thing:
+def _person(b: WorldBuilder, x: float, z: float) -> Thing:
     rng = b.rng
     h = rng.uniform(1.5, 1.95)
     legs, top, skin = _pick(rng, CLOTHES, 10), _pick(rng, CLOTHES, 10), _pick(rng, SKIN, 8)
@@ -471,7 +471,7 @@ def _person(b: Builder, x: float, z: float) -> Thing:
     return Thing(z - 0.02, prims, [b.box_shadow(x - 0.2, x + 0.2, z - 0.1, z + 0.1, h)])
 
 
-def _traffic(b: Builder, road: tuple[float, float], lane_w: float, n_lanes: int, ego: int,
+def _traffic(b: WorldBuilder, road: tuple[float, float], lane_w: float, n_lanes: int, ego: int,
              z_end: float, ego_speed: float, clear: float) -> list[Thing]:
     """Vehicles lane by lane: one speed per lane (parked, with, or against the ego lane)."""
     rng = b.rng
@@ -499,7 +499,7 @@ def _traffic(b: Builder, road: tuple[float, float], lane_w: float, n_lanes: int,
     return things
 
 
-def _car(b: Builder, x: float, z: float) -> tuple[Thing, float]:
+def _car(b: WorldBuilder, x: float, z: float) -> tuple[Thing, float]:
     rng = b.rng
     w, h, length = rng.uniform(1.65, 1.95), rng.uniform(1.35, 1.65), rng.uniform(3.9, 4.9)
     body = _pick(rng, CAR, 10)
@@ -539,7 +539,7 @@ def _wheel(x: float, zc: float, r: float = 0.32, n: int = 12) -> np.ndarray:
     return pts[None]
 
 
-def _big_vehicle(b: Builder, x: float, z: float) -> tuple[Thing, float]:
+def _big_vehicle(b: WorldBuilder, x: float, z: float) -> tuple[Thing, float]:
     rng = b.rng
     bus = rng.random() < 0.4
     label = T["bus"] if bus else T["truck"]

@@ -117,7 +117,7 @@ class PlacedAnomaly:
         region[inside] = patch[inside]
 
 
-def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+def _check_render_size(size: tuple[int, int]) -> tuple[int, int]:
     if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 16 for v in size):
         raise ValueError(f"size must be (height, width) integers >= 16, got {size!r}")
     return int(size[0]), int(size[1])
@@ -191,7 +191,7 @@ def render_scene(seed: int, size: tuple[int, int] = (256, 512), anomaly: bool = 
     ``train_ids`` and True in ``anomaly_mask``, and all other pixels equal the scene without it.
     ``anomaly_kind``: ``"any"``, ``"photo"`` or ``"procedural"`` (``anomalies.random_sprite``).
     """
-    size = _check_size(size)
+    size = _check_render_size(size)
     world = build_world(np.random.default_rng(seed))
     if not anomaly:
         return _finish(world, rasterize(world, size, 0.0, 0.0), seed, 0, 0.0, None)
@@ -232,7 +232,7 @@ class _Drive:
 
 def _check_drive(size: tuple[int, int], n_frames: int, enter_frame: int,
                  leave_frame: int) -> tuple[int, int]:
-    size = _check_size(size)
+    size = _check_render_size(size)
     if not (isinstance(n_frames, int) and n_frames >= 1):
         raise ValueError(f"n_frames must be an integer >= 1, got {n_frames!r}")
     if not (0 <= enter_frame < leave_frame <= n_frames):
@@ -401,7 +401,7 @@ def write_cityscapes_layout(root: str | Path, split: str, count: int, seed: int,
     ``<root>/synthetic_<split>_<city>.json`` recording how they were made. Exactly
     ``round(anomaly_fraction * count)`` images contain an anomaly of ``anomaly_kind``.
     """
-    size = _check_size(size)
+    size = _check_render_size(size)
     if count < 0 or not 0.0 <= anomaly_fraction <= 1.0:
         raise ValueError(f"need count >= 0 and 0 <= anomaly_fraction <= 1, got count={count}, "
                          f"anomaly_fraction={anomaly_fraction}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+from dudes_ros.files import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ class ImageRejected(ValueError):  # noqa: N818 (name fixed by the package contra
         self.reason = reason
 
 
-def _check_size(height: int, width: int, max_pixels: int) -> None:
+def _check_pixel_count(height: int, width: int, max_pixels: int) -> None:
     if height <= 0 or width <= 0:
         raise ImageRejected("empty", f"image is {width}x{height}; expected width and height >= 1")
     if height * width > max_pixels:
@@ -102,7 +102,7 @@ def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
     except (TypeError, ValueError) as exc:
         raise ImageRejected("bad_fields", f"height {msg.height!r}, width {msg.width!r}, step "
                             f"{msg.step!r}; expected integers") from exc
-    _check_size(height, width, max_pixels)
+    _check_pixel_count(height, width, max_pixels)
     row_bytes = width * channels * depth
     if step < row_bytes:
         raise ImageRejected("bad_step", f"step {step} is smaller than width*channels*bytes = "
@@ -170,7 +170,7 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
                             f"readable JPEG or PNG: {exc}") from exc
     if kind not in ("JPEG", "PNG"):
         raise ImageRejected("unknown_format", f"compressed data is {kind}; expected JPEG or PNG")
-    _check_size(height, width, max_pixels)
+    _check_pixel_count(height, width, max_pixels)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None or bgr.shape[:2] != (height, width):
         raise ImageRejected("undecodable", f"OpenCV could not decode the {kind} data "

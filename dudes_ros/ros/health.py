@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from dudes_ros.messages.types import COMPRESSED_IMAGE, IMAGE, IMAGE_TYPES
-from dudes_ros.runtime.manifest import describe_training_data, load_manifest, trained_on
 
 MAX_LISTED_TOPICS = 5  # camera topics named in a hint; a big graph would drown the message
 README_TRAINING = 'README section "From Cityscapes to the car"'
@@ -189,17 +188,6 @@ def _qualified(namespace: str, name: str) -> str:
 
 
 # --- the model ------------------------------------------------------------------------------
-
-def model_trained_on(model: Path) -> dict:
-    """``{"dataset", "description", "real_images"}`` of a model file: an ONNX's manifest
-    (``trained_on``, or its ``training`` section for an older one), a .pt checkpoint's
-    training metadata."""
-    if model.suffix == ".onnx":
-        return trained_on(load_manifest(model))
-    from dudes_ros.model.checkpoint import read_checkpoint
-
-    return describe_training_data(read_checkpoint(model).get("metadata"))
-
 
 def trained_on_text(trained: dict) -> str:
     """One line: dataset, description and whether it saw real camera images."""

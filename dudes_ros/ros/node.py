@@ -40,6 +40,7 @@ from dudes_ros.ros.camera_geometry import CameraGeometry, camera_topic
 from dudes_ros.ros.cdr_publisher import CdrPublisher
 from dudes_ros.ros.intake import Intake, WorkerOwned
 from dudes_ros.ros.worker import Worker
+from dudes_ros.runtime.manifest import model_trained_on
 
 MSG_CLASSES = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage,  # inputs and OUTPUT_TOPICS
                DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool, POINT_CLOUD2: PointCloud2}
@@ -172,7 +173,7 @@ class DudesNode(Node):
         """Log what the model was trained on; warn, once per model file, when that was never
         a real camera image (the node runs it on real frames without another word)."""
         model = loading.model_path(self.config)
-        self.trained_on = health.model_trained_on(model)
+        self.trained_on = model_trained_on(model)
         self.get_logger().info(f"model trained on {health.trained_on_text(self.trained_on)}")
         warning = health.synthetic_warning(self.trained_on, model)
         if warning and model.resolve() not in self._warned_models:

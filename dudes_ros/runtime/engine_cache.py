@@ -36,7 +36,7 @@ MANIFEST_FORMAT = "dudes_ros.engine/1"
 
 Progress = Callable[[str, int, int], None]
 """``progress(phase, step, total)``: build progress; total 0 when unknown."""
-Builder = Callable[[Path, "EngineKey", Progress], bytes]
+EngineBuilder = Callable[[Path, "EngineKey", Progress], bytes]
 """``builder(onnx_path, key, progress) -> serialised engine bytes``."""
 
 
@@ -116,7 +116,7 @@ class EngineCache:
     ``lock_timeout`` bounds the wait for another process's build (seconds; -1 = forever).
     """
 
-    def __init__(self, directory: str | Path, builder: Builder,
+    def __init__(self, directory: str | Path, builder: EngineBuilder,
                  deserialize: Callable[[bytes], EngineT | None], lock_timeout: float = -1) -> None:
         self.directory = Path(directory)
         self.builder = builder

@@ -38,14 +38,13 @@ import cv2
 import numpy as np
 from filelock import FileLock
 
-from dudes_ros.files import staged
+from dudes_ros.files import IMAGE_SUFFIXES, staged
 from dudes_ros.runtime.manifest import check_onnx_file, sha256_file, write_manifest
 
 LOG = logging.getLogger(__name__)
 PRECISIONS = ("fp16", "fp32", "int8")
 FP32_OPS = ["Resize", "Sigmoid"]
 QUANTIZED_OPS = ["Conv"]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FEW_CALIBRATION_IMAGES = 32  # fewer than this: int8 scales rest on little data (warned)
 RECIPES = {
     "fp16": {"tool": "onnxruntime.transformers.float16.convert_float_to_float16",

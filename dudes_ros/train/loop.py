@@ -97,8 +97,8 @@ def distillation_loss(model: torch.nn.Module, x: torch.Tensor, labels: torch.Ten
 
 
 @torch.no_grad()
-def validate(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
-             teacher: Ensemble | None = None) -> dict:
+def validation_metrics(net: SegmentationNet, loader: DataLoader, ctx: DistContext,
+                       teacher: Ensemble | None = None) -> dict:
     """Full-resolution validation: mIoU (and with a teacher: its mIoU and the pixel-wise
     Pearson correlation of u_S and u_T over all pixels), summed over processes."""
     was_training = net.training
@@ -311,7 +311,7 @@ class Trainer:
         last_epoch = st.step >= self.total_steps
         if (epoch + 1) % self.cfg.val_every == 0 or last_epoch:
             teacher = self.teacher if self.cfg.validate_teacher else None
-            record.update(validate(self.net, self.val_loader, self.ctx, teacher))
+            record.update(validation_metrics(self.net, self.val_loader, self.ctx, teacher))
         st.history.append(record)
         improved = record.get("val_miou", -math.inf) > st.best_miou
         if improved:
