@@ -64,7 +64,7 @@ def main() -> int:
         return FixedLatency(real(*args, **kwargs), latency)
 
     factory.create_predictor = create_predictor
-    return node.main(sys.argv)
+    return node.main()
 
 
 if __name__ == "__main__":
