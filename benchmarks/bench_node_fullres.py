@@ -140,8 +140,6 @@ class Consumer:
         return spin_until(self.executor, condition, timeout)
 
     def ready(self) -> bool:
-        for pub, info in self.infos.values():  # camera_info goes out with the camera's frames
-            pub.publish(info)
         return all(p.publisher.get_subscription_count() > 0 for p in self.pubs.values()) and all(
             s.get_publisher_count() > 0 for s in self.subs)
 
@@ -150,6 +148,8 @@ class Consumer:
         types = self.store.types
         sent = {}
         counts = {c: len(a) for c, a in self.alarms.items()}
+        for pub, info in self.infos.values():  # as a camera driver: camera_info with each frame
+            pub.publish(info)
         for camera, pub in self.pubs.items():
             stamp = time.time_ns()
             sec, nanosec = divmod(stamp, 1_000_000_000)
@@ -189,9 +189,14 @@ def run_config(tree: Path, model: Path, cameras: list[str], outputs: str, image,
             raise RuntimeError(f"{label}: node not ready:\n{log.read_text()[-2000:]}")
         overhead_src: list[float] = []
         seq = 0
+        missed = 0
         while len(overhead_src) < frames * len(cameras):
             result = consumer.step(seq)
             seq += 1
+            missed = missed + 1 if result is None else 0
+            if missed == 10:  # a subscribed output never comes: say so instead of waiting on
+                raise RuntimeError(f"{label}: 10 steps in a row without all outputs:\n"
+                                   f"{log.read_text()[-2000:]}")
             if seq <= warmup or result is None:
                 continue
             overhead_src += [(last - stamp) * 1e-6 for stamp, last in result.values()]

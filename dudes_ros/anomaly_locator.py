@@ -7,11 +7,17 @@ ground-contact points (``ground``) from the camera's intrinsics and either a fla
 or a registered depth image. Regions are found on the map as published (after
 ``output_scale``), so their boxes are in the pixels of ``ood/mask`` and ``segmentation``; the
 intrinsics are scaled to that size.
+
+A map larger than ``WORK_PIXELS`` is first area-averaged down to that many pixels, and the mask
+and boxes found there are scaled back up: u is the network's output upsampled (the bundled
+student sees 128x256), so a finer map holds no more detail, and finding regions costs in
+proportion to the pixels (BENCHMARKS.md, node cost at full resolution).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -25,6 +31,8 @@ from dudes_ros.ground import (
     depth_points,
     ground_points,
 )
+
+WORK_PIXELS = 512 * 1024  # largest map regions are searched on (see above)
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,14 @@ def camera_geometry(camera: str, info: Any | None, image_size: tuple[int, int],
 
 @dataclass(frozen=True)
 class Located:
-    """One camera frame's anomalies: ``found`` (mask uint8 [h, w], components int32 [h, w],
-    the regions with their tracked ids, largest first) and ``points`` float32 [N, 3] in the
-    camera's optical frame (metres), or None when the frame has no geometry."""
+    """One camera frame's anomalies on its map [h, w]: ``mask`` uint8 [h, w] (255 = anomalous),
+    the ``regions`` with their tracked ids, largest first (boxes and areas in mask pixels;
+    ``mean_u`` and ``max_u`` of the map regions were found on) and ``points`` float32 [N, 3] in
+    the camera's optical frame (metres), or None when the frame has no geometry."""
 
-    found: Regions
+    mask: np.ndarray
+    regions: list[Region]
     points: np.ndarray | None
-
-    @property
-    def regions(self) -> list[Region]:
-        return self.found.regions
 
 
 class AnomalyLocator:
@@ -96,11 +102,10 @@ class AnomalyLocator:
         """Regions of float32 u [h, w] over ``pixel_threshold`` with ids tracked for
         ``camera``, and their ground-contact points when ``geometry`` is given."""
         tracker = self._trackers.setdefault(camera, RegionTracker(self._config))
-        found = find_regions(uncertainty, pixel_threshold, self._config)
+        found = find_regions(working_map(uncertainty), pixel_threshold, self._config)
         found = found._replace(regions=tracker.update(found.regions))
-        if geometry is None:
-            return Located(found, None)
-        return Located(found, self._points(found, geometry))
+        points = None if geometry is None else self._points(found, geometry)
+        return Located(*_scaled_up(found, uncertainty.shape), points)
 
     @staticmethod
     def _points(found: Regions, geometry: Geometry) -> np.ndarray | None:
@@ -117,3 +122,36 @@ class AnomalyLocator:
         else:
             return None
         return np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)
+
+
+def working_map(uncertainty: np.ndarray) -> np.ndarray:
+    """float32 u [h, w] as is, or area-averaged to at most ``WORK_PIXELS`` (aspect kept)."""
+    height, width = uncertainty.shape
+    scale = math.sqrt(WORK_PIXELS / (height * width))
+    if scale >= 1.0:
+        return uncertainty
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(uncertainty, size, interpolation=cv2.INTER_AREA)
+
+
+def _scaled_up(found: Regions, shape: tuple[int, int]) -> tuple[np.ndarray, list[Region]]:
+    """``found``'s mask and regions at ``shape`` = (h, w), the size of the map it was found
+    on before ``working_map``: the mask by nearest neighbour, and each box to exactly the
+    pixels that mask gives it."""
+    if found.mask.shape == tuple(shape):
+        return found.mask, found.regions
+    height, width = shape
+    small_h, small_w = found.mask.shape
+    mask = cv2.resize(found.mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    # OpenCV's nearest neighbour reads source pixel floor(i * small / big) for pixel i; a box
+    # [a, b) of the small map covers the big pixels whose source lies in it.
+    rows = np.floor(np.arange(height) * (small_h / height)).astype(np.int64)
+    cols = np.floor(np.arange(width) * (small_w / width)).astype(np.int64)
+    area_scale = height * width / (small_h * small_w)
+    regions = []
+    for r in found.regions:
+        x0, x1 = np.searchsorted(cols, [r.x, r.x + r.width])
+        y0, y1 = np.searchsorted(rows, [r.y, r.y + r.height])
+        regions.append(replace(r, x=int(x0), y=int(y0), width=int(x1 - x0),
+                               height=int(y1 - y0), area=round(r.area * area_scale)))
+    return mask, regions

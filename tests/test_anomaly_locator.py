@@ -4,8 +4,9 @@ points come from the depth image when there is one, else from the flat ground.""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from dudes_ros.anomaly_locator import AnomalyLocator, Geometry
+from dudes_ros.anomaly_locator import AnomalyLocator, Geometry, working_map
 from dudes_ros.anomaly_regions import RegionConfig
 from dudes_ros.ground import CameraIntrinsics, FlatGround
 
@@ -82,3 +83,23 @@ def test_a_new_config_applies_from_the_next_frame():
     assert len(locator.locate("", u, 0.5).regions) == 1
     locator.set_config(RegionConfig(min_area=0.05, opening=1, grow=1.0))
     assert locator.locate("", u, 0.5).regions == []
+
+
+def test_a_map_over_work_pixels_is_searched_smaller_and_scaled_back():
+    """At 1024x2048 (4 x WORK_PIXELS) regions are found on the area-averaged 512x1024 map;
+    the mask comes back at full size and each box covers exactly its pixels of that mask."""
+    u = blob(1024, 2048, (400, 300, 661, 601))  # odd edges: not on the 2x grid
+    u[900:1000, 100:150] = 0.9  # a second region
+    located = AnomalyLocator(RegionConfig(min_area=0.0, opening=1, grow=1.0)).locate("", u, 0.5)
+    assert working_map(u).shape == (512, 1024) and located.mask.shape == (1024, 2048)
+    assert len(located.regions) == 2
+    for region in located.regions:
+        x0, y0, x1, y1 = region.box
+        inside = located.mask[y0:y1, x0:x1] > 0
+        assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+        assert region.area == pytest.approx(inside.sum(), rel=0.02)
+    big = located.regions[0]
+    assert abs(big.x - 400) <= 2 and abs(big.x + big.width - 661) <= 2  # within a work pixel
+    assert abs(big.y - 300) <= 2 and abs(big.y + big.height - 601) <= 2
+    small = np.ascontiguousarray(u[:512, :1024])
+    assert working_map(small) is small  # at or under WORK_PIXELS: searched as it is

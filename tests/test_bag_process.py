@@ -654,7 +654,7 @@ def test_anomaly_regions_and_their_points_through_the_bags_camera_info(tmp_path,
         geometry, _ = camera_geometry("cam", info if i else None, (64, 128), ground)
         expected = locator.locate("cam", u[0], ood.pixel_threshold, geometry)
         mask = image_array(out["/cam/ood/mask"][i][1])
-        np.testing.assert_array_equal(mask, expected.found.mask)
+        np.testing.assert_array_equal(mask, expected.mask)
         boxes = [{kv.key: int(kv.value) for kv in status.values
                   if kv.key in ("x", "y", "width", "height")}
                  for status in out["/cam/ood/regions"][i][1].status]

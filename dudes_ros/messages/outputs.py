@@ -161,7 +161,7 @@ class OutputBuilder:
                 raise ValueError(f"output {name!r} needs the frame's anomaly regions "
                                  "(AnomalyLocator.locate), got none")
         if name == "ood/mask":
-            return mask_message(self.typestore, header, located.found.mask)
+            return mask_message(self.typestore, header, located.mask)
         if name == "ood/regions":
             return regions_message(self.typestore, header, camera, located.regions,
                                    self.node_name)
@@ -171,7 +171,7 @@ class OutputBuilder:
             return points_message(self.typestore, header, located.points)
         labels = result.labels
         if self.segmentation_class >= 0 and name.startswith("segmentation"):
-            labels = paint_class(labels, located.found.mask, self.segmentation_class)
+            labels = paint_class(labels, located.mask, self.segmentation_class)
         images = {
             "segmentation": lambda: (labels, "mono8"),
             "segmentation/color": lambda: (colorize(labels), "rgb8"),
