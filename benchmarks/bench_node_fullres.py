@@ -265,8 +265,6 @@ def main(argv: list[str] | None = None) -> int:
             for repeat in range(args.repeats):
                 for title, cameras, outputs, params in configs:
                     for name, tree, script in trees:
-                        if params and name == "baseline":
-                            continue  # parameters the baseline may not have
                         r = run_config(tree, model, cameras, outputs, args.image, args.frames,
                                        args.warmup, args.latency_ms, Path(tmp),
                                        f"{name}-{repeat}-{len(rows)}", script, **params)

@@ -85,11 +85,15 @@ def _node(context):
         raise ValueError(f"launch argument image_topics: {arg('image_topics')!r} lists "
                          f"{len(topics)} topic(s) for the {len(cameras)} camera(s) {cameras}; "
                          "give one topic per camera, in the same order")
-    # Both transports are remapped: the transport may come from the parameter file.
+    # Both transports are remapped: the transport may come from the parameter file. camera_info
+    # sits beside the image as image_transport has it (/camera/image_raw: /camera/camera_info).
     remappings = []
     for camera, image_topic in zip(cameras or [""], topics, strict=True):
         name = f"{camera}/image" if camera else "image"
         remappings += [(name, image_topic), (f"{name}/compressed", f"{image_topic}/compressed")]
+        head, slash, _ = image_topic.rpartition("/")
+        remappings.append((f"{camera}/camera_info" if camera else "camera_info",
+                           f"{head}{slash}camera_info"))
     share = context.perform_substitution(FindPackageShare("dudes_ros"))
     params_file = arg("params_file") or str(Path(share, "config", "dudes_node.yaml"))
     return [LifecycleNode(

@@ -285,6 +285,10 @@ def test_two_cameras_both_answer(launch, clients, offline):
     assert client.state() == "active"
     assert client.parameters("cameras", "backend") == {
         "cameras": ["front", "left"], "backend": "onnxruntime"}
+    for camera in ("front", "left"):  # camera_info beside each image, as image_transport has it
+        assert client.spin_until(lambda c=camera: [
+            s.node_name for s in client.node.get_subscriptions_info_by_topic(
+                f"/{c}/camera_info")] == ["dudes_node"], 10), camera
     client.answers("front", offline, seed=3)
     client.answers("left", offline, seed=4)
     assert {k[2] for k in client.received if k[0] == "front"} == {"front-3"}
