@@ -210,6 +210,8 @@ def main() -> int:
     parser.add_argument("--openings", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--min-areas", type=float, nargs="+", default=[0.001, 0.002, 0.004])
     parser.add_argument("--grows", type=float, nargs="+", default=[1.0, 0.75, 0.5, 0.35])
+    parser.add_argument("--seed-scales", type=float, nargs="+", default=[1.0],
+                        help="regions seeded at this x the pixel threshold (1 = the alarm's)")
     parser.add_argument("--raise-after", type=int, default=DEFAULT_RAISE_AFTER)
     args = parser.parse_args()
 
@@ -239,24 +241,25 @@ def main() -> int:
         "- distance error: |nearest ground-contact point's forward distance - rendered "
         "distance| / distance, median / 90th percentile in % (frames), best-IoU region per "
         "anomaly frame", "",
-        "| opening | min_area | grow | found (within raise_after of entering) | found "
+        "| seed | opening | min_area | grow | found (within raise_after of entering) | found "
         "(within raise_after of the alarm) | found while in view | frames "
         "entering to first IoU >= 0.5 (median) | anomaly frames with IoU >= 0.5 | false "
         "regions per anomaly-free frame | ids per anomaly (max) | " + " | ".join(bins) + " |",
-        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(bins),
+        "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(bins),
     ]
-    for opening, min_area, grow in itertools.product(args.openings, args.min_areas, args.grows):
+    for seed, opening, min_area, grow in itertools.product(args.seed_scales, args.openings,
+                                                           args.min_areas, args.grows):
         config = RegionConfig(min_area=min_area, opening=opening, grow=grow)
-        s = score(drives, ood.pixel_threshold, config, args.raise_after)
+        s = score(drives, seed * ood.pixel_threshold, config, args.raise_after)
         first = f"{np.median(s.first_found):g}" if s.first_found else "-"
         lines.append(
-            f"| {opening} | {min_area:g} | {grow:g} | {s.found}/{s.anomalies} | "
+            f"| {seed:g} | {opening} | {min_area:g} | {grow:g} | {s.found}/{s.anomalies} | "
             f"{s.found_alarm}/{s.anomalies} | {s.found_ever}/{s.anomalies} | {first} | "
             f"{100 * s.matched_frames / max(1, s.anomaly_frames):.0f} % | "
             f"{s.false_regions / max(1, s.free_frames):.3f} ({s.false_regions}/"
             f"{s.free_frames}) | {max(s.ids_per_anomaly)} | "
             + " | ".join(error_cells(s.errors)) + " |")
-    lines.append("| truth mask | - | - | - | - | - | - | - | - | - | "
+    lines.append("| truth mask | - | - | - | - | - | - | - | - | - | - | "
                  + " | ".join(error_cells(truth_errors(drives))) + " |")
     lines.append("")
     lines.append(f"{time.perf_counter() - start:.0f} s in all.")
