@@ -1,17 +1,17 @@
 """``dudes evaluate``: score the student (deployed model or checkpoint), the teacher ensemble
 and one member on a Cityscapes-layout split; write metrics JSON, a Markdown report and plots
-(the work: ``dudes_ros.evaluate.runner`` and ``dudes_ros.evaluate.report``)."""
+(the work: ``dudes_ros.evaluate.evaluation.run_evaluation``)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 from pathlib import Path
 
 from dudes_ros.argtypes import image_size, positive_int
 from dudes_ros.errors import UsageError
-from dudes_ros.evaluate.report import anomaly_note, comparison_markdown, write_report
+from dudes_ros.evaluate.evaluation import EvaluationRequest, run_evaluation
+from dudes_ros.evaluate.report import anomaly_note, comparison_markdown
 from dudes_ros.inference.factory import BACKENDS
 
 
@@ -54,100 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", required=True, help="output folder")
 
 
-def _thresholds(args: argparse.Namespace, model: Path | None) -> dict:
-    """The student's operating point: ``pixel``/``frame`` thresholds (None where unknown) and
-    where each came from."""
-    from dudes_ros.runtime.manifest import load_manifest
-
-    ood = (load_manifest(model).get("ood") or {}) if model is not None else {}
-    point = {}
-    for key, given, flag in (("pixel", args.pixel_threshold, "--pixel-threshold"),
-                             ("frame", args.frame_threshold, "--frame-threshold")):
-        if given is not None:
-            if not 0.0 <= given <= 1.0:
-                raise UsageError(f"{flag} must lie in [0, 1], got {given}")
-            point[key], point[f"{key}_source"] = given, f"given with {flag}"
-        elif ood.get(f"{key}_threshold") is not None:
-            point[key] = ood[f"{key}_threshold"]
-            point[f"{key}_source"] = f"from the manifest of {model}"
-        else:
-            point[key], point[f"{key}_source"] = None, None
-    return point
-
-
-def _load_checkpoint(path: Path, role: str, flag: str, device):
-    """The network of ``path``, refused (naming flag and file) unless it has ``role``."""
-    from dudes_ros.model.checkpoint import CheckpointError, load_model
-
-    net, ckpt = load_model(path, map_location=device)
-    if ckpt["role"] != role:
-        source = {"student": "dudes train-student", "member": "dudes train-teacher"}[role]
-        raise CheckpointError(f"{flag} {path} is a {ckpt['role']!r} checkpoint; expected a "
-                              f"{role!r} checkpoint from {source}")
-    return net
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from dudes_ros.data.anomaly_benchmark import AnomalyBenchmark
-    from dudes_ros.data.cityscapes import CityscapesDataset
-    from dudes_ros.evaluate.runner import (
-        DeployedStudent,
-        Evaluator,
-        evaluate_anomaly_dataset,
-        evaluate_dataset,
-        evaluation_device_of,
-    )
-    from dudes_ros.inference.factory import create_predictor
-    from dudes_ros.model.ensemble import load_ensemble
-    from dudes_ros.resources import bundled_model
-    from dudes_ros.runtime.manifest import load_manifest
-
     if not args.data:
         raise UsageError("no data; pass --data ROOT or set CITYSCAPES_DATASET")
-    deployed = (args.model or bundled_model()) if args.student is None else None
-    point = _thresholds(args, args.model or deployed)
-    device = evaluation_device_of(args.device)
-    dataset = CityscapesDataset(args.data, args.split)
-    anomaly_data = AnomalyBenchmark(args.anomaly_data) if args.anomaly_data else None
-    with contextlib.ExitStack() as stack:
-        if deployed is not None:
-            if not deployed.is_file():
-                raise UsageError(f"model {deployed} does not exist; expected a deployed "
-                                 "student .onnx (dudes export) or pass --student CHECKPOINT")
-            manifest = load_manifest(deployed)
-            predictor = stack.enter_context(
-                create_predictor(deployed, backend=args.backend, device=args.device))
-            student = DeployedStudent(predictor, manifest["input"]["network_input_size"])
-            described = (f"deployed model {deployed} "
-                         f"({predictor.provenance().get('backend')} backend)")
-        else:
-            student = _load_checkpoint(args.student, "student", "--student", device)
-            described = f"checkpoint {args.student}"
-        teacher = (load_ensemble(args.teacher, map_location=device) if args.teacher else None)
-        member = None
-        if args.member:
-            member = _load_checkpoint(args.member, "member", "--member", device)
-        elif teacher is not None:
-            member = teacher.members[0]
-        size = args.input_size or tuple(student.input_size if deployed is not None
-                                        else student.config.input_size)
-        with torch.no_grad():
-            evaluator = Evaluator(student, teacher, member, input_size=size, device=device,
-                                  pixel_threshold=point["pixel"], frame_threshold=point["frame"],
-                                  examples=args.examples)
-            evaluate_dataset(evaluator, dataset, args.limit)
-            if anomaly_data is not None:
-                evaluate_anomaly_dataset(evaluator, anomaly_data, args.limit)
-            results = evaluator.results()
-    results["data"] = {"root": str(args.data), "split": args.split, "device": str(device),
-                       "anomaly_data": str(args.anomaly_data) if args.anomaly_data else None,
-                       "student": described, "teacher": args.teacher,
-                       "member": (str(args.member) if args.member
-                                  else "teacher member 0" if teacher else None)}
-    results["operating_point"] = point
-    report = write_report(results, evaluator.examples, args.report)
+    results, report = run_evaluation(EvaluationRequest(
+        data=args.data, report=Path(args.report), split=args.split,
+        anomaly_data=args.anomaly_data, model=args.model, student=args.student,
+        teacher=tuple(args.teacher) if args.teacher else None, member=args.member,
+        backend=args.backend, device=args.device, pixel_threshold=args.pixel_threshold,
+        frame_threshold=args.frame_threshold, input_size=args.input_size, limit=args.limit,
+        examples=args.examples))
     print(comparison_markdown(results["comparison"]))
     print(anomaly_note(results))
     print(f"report: {report}")

@@ -19,14 +19,17 @@ in-domain frames; frames whose anomaly mask marks anything are left out. Then:
    in-domain false-alarm rate reached is at most the target (default 1 % of frames).
 
 ``calibrate`` returns both thresholds, the rate reached and a description of the data: the
-model manifest's ``ood`` section (``dudes_ros.runtime.manifest.update_ood_calibration``), which
-the command line, ``dudes_ros.commands.calibrate``, writes.
+model manifest's ``ood`` section (``dudes_ros.runtime.manifest.update_ood_calibration``);
+``calibrate_model`` runs it on a model file and writes that section (the command line is
+``dudes_ros.commands.calibrate``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -123,3 +126,93 @@ def calibrate(predictor: Predictor, dataset, target_rate: float = DEFAULT_FALSE_
                      "frame_score": "fraction of pixels with uncertainty > pixel_threshold",
                      "frame_score_max": float(scores.max()),
                      "frame_score_median": float(np.median(scores))}}
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """What ``dudes calibrate`` is asked: ``model`` the deployed ONNX (None: the bundled one,
+    read only), ``output`` a new ONNX path for a calibrated copy, ``dry_run`` to write
+    nothing; the rest as ``calibrate``'s arguments. Errors name the command line's options."""
+
+    data: str
+    split: str = "val"
+    model: Path | None = None
+    output: Path | None = None
+    dry_run: bool = False
+    target_rate: float = DEFAULT_FALSE_ALARM_RATE
+    pixel_threshold: float | None = None
+    pixel_rule: str = "quantile"
+    pixel_quantile: float = DEFAULT_PIXEL_QUANTILE
+    backend: str = "auto"
+    device: str = "auto"
+    limit: int | None = None
+
+
+def calibrate_model(request: CalibrationRequest) -> tuple[dict, Path | None]:
+    """Calibrate the model ``request`` names on its data and write the result into the
+    manifest of ``request.model`` (in place) or of the copy at ``request.output``; returns the
+    calibration and the ONNX whose manifest was written (None with ``dry_run``). Every refusal
+    comes before the long run."""
+    from datetime import datetime, timezone
+
+    from dudes_ros.data.cityscapes import CityscapesDataset
+    from dudes_ros.inference.factory import create_predictor
+    from dudes_ros.resources import bundled_model
+    from dudes_ros.runtime.manifest import load_manifest, update_ood_calibration
+
+    r = request
+    model = r.model or bundled_model()
+    if model.suffix != ".onnx" or not model.is_file():
+        raise UsageError(f"model {model} is not an existing .onnx file; expected the deployed "
+                         "student from dudes export (its manifest beside it is updated)")
+    if r.model is None and r.output is None and not r.dry_run:
+        raise UsageError(f"no model to write the thresholds into: the bundled model {model} is "
+                         "never rewritten; pass --output NEW.onnx for a calibrated copy of it, "
+                         "--model STUDENT.onnx to update that model's manifest in place, or "
+                         "--dry-run to only print the thresholds")
+    if r.output is not None:
+        check_output(r.output)
+    load_manifest(model)
+    dataset = CityscapesDataset(r.data, r.split)
+    with create_predictor(model, backend=r.backend, device=r.device) as predictor:
+        result = calibrate(predictor, dataset, r.target_rate, r.pixel_threshold, r.limit,
+                           r.pixel_rule, r.pixel_quantile)
+        result["data"] |= {"root": str(r.data), "split": r.split,
+                           "backend": predictor.provenance().get("backend"),
+                           "calibrated_at": datetime.now(timezone.utc).isoformat()}
+    if r.dry_run:
+        return result, None
+    target = model if r.output is None else r.output
+    try:
+        if r.output is not None:
+            copy_model(model, r.output)
+        update_ood_calibration(target, result)
+    except OSError as exc:
+        raise UsageError(f"cannot write the manifest beside {target}: {exc}; pass --output "
+                         "with a writable NEW.onnx, or use --dry-run") from exc
+    return result, target
+
+
+def check_output(output: Path) -> None:
+    """Refuse an ``--output`` that is not a new ``.onnx`` path."""
+    from dudes_ros.runtime.manifest import manifest_path
+
+    if output.suffix != ".onnx":
+        raise UsageError(f"--output {output}: expected a path ending in .onnx (its manifest "
+                         "is written beside it as .json)")
+    taken = [p for p in (output, manifest_path(output)) if p.exists()]
+    if taken:
+        raise UsageError(f"--output {output}: {taken[0]} exists already; choose a new path, "
+                         "or update that model in place with --model")
+
+
+def copy_model(model: Path, output: Path) -> None:
+    """``model`` and its manifest copied to ``output`` and its ``.json``, each atomically."""
+    import shutil
+
+    from dudes_ros.files import staged
+    from dudes_ros.runtime.manifest import manifest_path
+
+    for source, target in ((model, output), (manifest_path(model), manifest_path(output))):
+        with staged(target) as tmp:
+            shutil.copyfile(source, tmp)
