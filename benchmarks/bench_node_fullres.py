@@ -51,9 +51,6 @@ SETS = {"all": ("segmentation", "segmentation/color", "uncertainty", "uncertaint
         "planner": ("segmentation", "confidence", "ood_alarm"),
         "planner+regions": ("segmentation", "confidence", "ood_alarm", "ood/mask",
                             "ood/regions", "ood/points")}
-MSG = {"ood": "diagnostic_msgs/msg/DiagnosticArray",
-       "ood/regions": "diagnostic_msgs/msg/DiagnosticArray",
-       "ood/points": "sensor_msgs/msg/PointCloud2"}  # others: sensor_msgs/msg/Image
 PROFILE = REPO / "config" / "fastdds_full_resolution.xml"
 
 
@@ -85,7 +82,9 @@ class Consumer:
         from std_msgs.msg import Bool
 
         from dudes_ros.messages.conversions import array_to_image_fields
-        from dudes_ros.messages.types import IMAGE, OUTPUT_TYPESTORE
+        from dudes_ros.messages.outputs import OUTPUT_TOPICS
+        from dudes_ros.messages.regions import POINT_CLOUD2
+        from dudes_ros.messages.types import DIAGNOSTIC_ARRAY, IMAGE, OUTPUT_TYPESTORE
         from dudes_ros.ros.cdr_publisher import CdrPublisher
 
         self.node = rclpy.create_node("dudes_fullres_bench")
@@ -117,9 +116,9 @@ class Consumer:
                             info["received_timestamp"]), reliable, raw=True))
                     continue
                 self.got[(camera, name)] = {}
-                msgtype = MSG.get(name, IMAGE)
-                msg_type = {IMAGE: Image, MSG["ood"]: DiagnosticArray,
-                            MSG["ood/points"]: PointCloud2}[msgtype]
+                msgtype = OUTPUT_TOPICS[name]
+                msg_type = {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray,
+                            POINT_CLOUD2: PointCloud2}[msgtype]
                 self.subs.append(self.node.create_subscription(
                     msg_type, f"{camera}/{name}",
                     lambda raw, info, c=camera, n=name, t=msgtype: self._on(c, n, t, raw, info),

@@ -56,17 +56,27 @@ class Leaf(NamedTuple):
     default: Any
 
 
-def _group(tp: Any) -> type | None:
-    """The dataclass of a field typed ``D`` or ``D | None``, else None."""
-    if dataclasses.is_dataclass(tp):
-        return tp
+def optional_of(tp: Any) -> Any:
+    """``X`` of a type ``X | None``, else None."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        found = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
-        return found[0] if len(found) == 1 else None
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else None
     return None
 
 
-def _field_default(field: dataclasses.Field) -> Any:
+def _group(tp: Any) -> type | None:
+    """The dataclass of a field typed ``D`` or ``D | None``, else None."""
+    for candidate in (tp, optional_of(tp)):
+        if dataclasses.is_dataclass(candidate):
+            return candidate
+    return None
+
+
+def _default_of(field: dataclasses.Field, base: Any) -> Any:
+    """``field``'s default: its value in ``base`` (the parent's default object of the field's
+    class) where there is one, else the field's own (``dataclasses.MISSING`` if required)."""
+    if base is not dataclasses.MISSING and base is not None:
+        return getattr(base, field.name)
     if field.default is not dataclasses.MISSING:
         return field.default
     if field.default_factory is not dataclasses.MISSING:
@@ -83,8 +93,7 @@ def keys(cls: type, prefix: str = "", base: Any = dataclasses.MISSING) -> dict[s
     for field in dataclasses.fields(cls):
         if not field.init:
             continue
-        default = (_field_default(field) if base is dataclasses.MISSING or base is None
-                   else getattr(base, field.name))
+        default = _default_of(field, base)
         name = prefix + field.metadata.get("key", field.name)
         group = _group(hints[field.name])
         if group is None:
@@ -118,9 +127,7 @@ def _build(cls: type[ConfigT], data: Mapping[str, Any], prefix: str, base: Any) 
         if group is not None:
             inner = prefix if field.metadata.get("flatten") else f"{name}."
             if any(k in data for k in keys(group, inner)):
-                default = (_field_default(field) if base is dataclasses.MISSING
-                           else getattr(base, field.name))
-                kwargs[field.name] = _build(group, data, inner, default)
+                kwargs[field.name] = _build(group, data, inner, _default_of(field, base))
         elif name in data:
             kwargs[field.name] = _coerce(hints[field.name], data[name], name)
         elif base is dataclasses.MISSING or base is None:

@@ -273,17 +273,19 @@ def _run(bag: BagReader, chosen: list[ImageTopic], copied: dict[str, str],
     as they come, in bag order). Returns ``{camera: why it got no ood/points}``, each camera's
     first such reason (e.g. its camera_info is missing or of another size)."""
     by_topic = {t.topic: t for t in chosen}
-    # The latest camera_info per camera namespace, read even when not copied: ood/points
-    # projects through it as the node does through its camera_info subscription.
-    infos = {topic: topic.rsplit("/", 1)[0] for topic, msgtype in
-             companion_topics(bag, chosen).items() if msgtype == CAMERA_INFO}
+    names = [name for name in OUTPUT_TOPICS if name in options.outputs]
+    ground = options.ground if "ood/points" in names else None
+    # With points to place, the latest camera_info per camera namespace, read even when not
+    # copied: ood/points projects through it as the node does through its subscription.
+    infos = {} if ground is None else {
+        topic: topic.rsplit("/", 1)[0] for topic, msgtype in
+        companion_topics(bag, chosen).items() if msgtype == CAMERA_INFO}
     latest_info: dict[str, object] = {}
     problems: dict[str, str] = {}
     locator = AnomalyLocator(options.regions)
     gates = {kind: FrameGate(kind, core.predictor.size_problem)
              for kind in (IMAGE, COMPRESSED_IMAGE)}
     serialize = builder.typestore.serialize_cdr
-    names = [name for name in OUTPUT_TOPICS if name in options.outputs]
     total = sum(t.count for t in chosen)
     with tqdm(total=total, unit="frame", desc=bag.path.name, disable=not options.progress,
               dynamic_ncols=True) as bar:
@@ -309,9 +311,9 @@ def _run(bag: BagReader, chosen: list[ImageTopic], copied: dict[str, str],
             header = builder.header(frame.header)
             located = None
             if builder.needs_regions:
-                geometry, problem = camera_geometry(
-                    topic.camera or "/", latest_info.get(topic.namespace), frame.rgb.shape[:2],
-                    options.ground if "ood/points" in names else None)
+                geometry, problem = camera_geometry(  # named as the node names it
+                    topic.camera or "camera", latest_info.get(topic.namespace),
+                    frame.rgb.shape[:2], ground)
                 if problem is not None and topic.camera not in problems:
                     problems[topic.camera] = problem
                     LOG.warning("%s: no ood/points: %s", topic.topic, problem)

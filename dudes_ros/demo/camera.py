@@ -33,18 +33,24 @@ from dudes_ros.demo.node_process import NodeProcess
 from dudes_ros.demo.report import OUTPUTS, FrameRecord
 from dudes_ros.demo.sources import Drive
 from dudes_ros.messages.conversions import array_to_rclpy_image_fields
-from dudes_ros.messages.types import OUTPUT_TYPESTORE, ROSBAG2_VERSION, stamp_ns
+from dudes_ros.messages.outputs import OUTPUT_TOPICS
+from dudes_ros.messages.types import (
+    BOOL,
+    DIAGNOSTIC_ARRAY,
+    IMAGE,
+    OUTPUT_TYPESTORE,
+    ROSBAG2_VERSION,
+    stamp_ns,
+)
 
 LOG = logging.getLogger(__name__)
 FRAME_ID = "dudes_demo_camera"
 DIAGNOSTICS_WAIT_S = 2.5  # the node's default diagnostics_period is 1 s
-MESSAGE_CLASSES = {"image": Image, "segmentation": Image, "uncertainty": Image,
-                   "confidence": Image, "ood": DiagnosticArray, "ood_alarm": Bool,
-                   "ood/regions": DiagnosticArray}
-MSGTYPES = {"image": "sensor_msgs/msg/Image", "segmentation": "sensor_msgs/msg/Image",
-            "uncertainty": "sensor_msgs/msg/Image", "confidence": "sensor_msgs/msg/Image",
-            "ood": "diagnostic_msgs/msg/DiagnosticArray", "ood_alarm": "std_msgs/msg/Bool",
-            "ood/regions": "diagnostic_msgs/msg/DiagnosticArray"}
+# What the demo records: its input and the node's outputs named in OUTPUTS, typed as the node
+# publishes them (``OUTPUT_TOPICS``).
+MSGTYPES = {"image": IMAGE, **{suffix: OUTPUT_TOPICS[suffix] for suffix in OUTPUTS}}
+MESSAGE_CLASSES = {suffix: {IMAGE: Image, DIAGNOSTIC_ARRAY: DiagnosticArray, BOOL: Bool}[t]
+                   for suffix, t in MSGTYPES.items()}
 
 
 class NodeFailed(RuntimeError):

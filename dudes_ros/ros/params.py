@@ -21,14 +21,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dudes_ros.anomaly_regions import RegionConfig
-from dudes_ros.config import FLATTEN, ConfigError, Leaf, check, key, keys, load_config
+from dudes_ros.config import (
+    FLATTEN,
+    ConfigError,
+    Leaf,
+    check,
+    key,
+    keys,
+    load_config,
+    optional_of,
+)
 from dudes_ros.ground import FlatGround
 from dudes_ros.inference.factory import BACKENDS
 from dudes_ros.messages.conversions import DEFAULT_MAX_PIXELS
@@ -182,18 +190,10 @@ class NodeConfig:
 LEAVES: dict[str, Leaf] = keys(NodeConfig)
 
 
-def _optional(tp: Any) -> Any:
-    """``X`` of ``X | None``, else None."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else None
-    return None
-
-
 def _type_name(tp: Any) -> str:
     """The ROS parameter type a field is declared with; None is spelled ``""``, an image size
     ``HEIGHTxWIDTH``, both as strings."""
-    if _optional(tp) is not None:
+    if optional_of(tp) is not None:
         return "string"
     if typing.get_origin(tp) is tuple:
         return "string[]"
@@ -216,7 +216,7 @@ def _from_ros(name: str, value: Any) -> Any:
     """A ROS parameter value as its field's type: ``""`` -> None, ``HEIGHTxWIDTH`` -> (H, W),
     an unset string array (None) -> ()."""
     tp = LEAVES[name].type
-    inner = _optional(tp)
+    inner = optional_of(tp)
     if inner is not None and value == "":
         return None
     if typing.get_origin(inner) is tuple and isinstance(value, str):
